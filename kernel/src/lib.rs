@@ -1,37 +1,31 @@
-//! The JavaScript kernel.
-#![allow(missing_docs)]
+//! The JavaScript kernel: a Boa interpreter in a sandboxed worker process, and the
+//! supervisor-side [`WorkerPool`] that spawns, leases and replaces those workers.
+//!
+//! This is the only crate that links `boa_engine`. It knows nothing of MCP: host calls from
+//! sandboxed code (tool calls, catalogue look-ups) reach the embedding application through the
+//! [`HostHandler`] trait.
+//!
+//! - [`run_worker`] is the worker process's `main` (the hidden `mcp-kernel worker` subcommand).
+//! - [`WorkerPool`] keeps warm workers ready and hands out [`Worker`]s.
+//! - [`Worker::execute`] runs one call with a wall-clock deadline enforced by killing the process.
+
 mod outcome;
+mod pool;
+mod process;
+mod protocol;
+mod sandbox;
+mod worker;
+
 pub use outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
+pub use pool::{KernelConfig, WorkerPool};
+pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
+pub use protocol::HostOp;
 
-use std::path::PathBuf;
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KernelError {
-    #[error("could not start a kernel worker: {0}")]
-    Spawn(#[source] std::io::Error),
-}
-
-#[derive(Debug, Clone)]
-pub struct KernelConfig {
-    pub worker_exe: PathBuf,
-    pub warm_workers: usize,
-    pub memory_mib: u64,
-    pub max_log_bytes: usize,
-    pub max_state_bytes: usize,
-    pub max_result_bytes: usize,
-}
-
-#[derive(Debug)]
-pub struct WorkerPool {}
-impl WorkerPool {
-    pub fn start(_config: KernelConfig) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self {})
-    }
-}
-
-/// Worker process entry point (`mcp-kernel worker`); reads its configuration from the
-/// supervisor's `Init` frame on stdin and returns the process exit code.
+/// Worker process entry point (`mcp-kernel worker`): reads its limits from the supervisor's
+/// `Init` frame on stdin, confines itself, and serves frames until stdin closes.
+///
+/// Exit codes: 0 after `Shutdown` or end of input; 2 when start-up or confinement failed (the
+/// reason is on stderr); 3 when the supervisor stopped reading stdout.
 pub fn run_worker() -> std::process::ExitCode {
-    std::process::ExitCode::FAILURE
+    worker::run()
 }

@@ -49,7 +49,9 @@ pub enum ErrorKind {
     MemoryLimit,
     /// The result could not be serialised (BigInt, cycle, too deep).
     Serialization,
-    /// `mcp.state` could not be committed: not JSON-serialisable or over `max_state_bytes`.
+    /// `mcp.state` could not be committed: not a JSON-serialisable plain object.
+    State,
+    /// `mcp.state` serialised to more than `max_state_bytes`.
     StateLimit,
     /// The worker died for another reason (signal, native stack overflow, protocol fault).
     Internal,
@@ -57,7 +59,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The `name` reported to the agent: the JS error's own name, or one of `TimeoutError`,
-    /// `MemoryLimitError`, `SerializationError`, `StateLimitError`, `InternalError`.
+    /// `MemoryLimitError`, `SerializationError`, `StateError`, `StateLimitError`, `InternalError`.
     #[must_use]
     pub fn name(&self) -> &str {
         match self {
@@ -65,6 +67,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "TimeoutError",
             ErrorKind::MemoryLimit => "MemoryLimitError",
             ErrorKind::Serialization => "SerializationError",
+            ErrorKind::State => "StateError",
             ErrorKind::StateLimit => "StateLimitError",
             ErrorKind::Internal => "InternalError",
         }

@@ -1,50 +1,167 @@
 //! Sessions: each agent session owns one kernel worker, runs its calls one at a time in arrival
-//! order, and keeps the last committed `mcp.state` so a killed or crashed worker can be
-//! replaced without losing anything that was committed.
+//! order, and keeps the last committed `mcp.state` so that a worker killed at a deadline, or
+//! one that crashed, is replaced without losing anything that was committed.
+//!
+//! ```text
+//! execute(session, code) ──▶ Session (FIFO lock) ──▶ Worker (leased from the WorkerPool)
+//!                                 │ committed_state: last good mcp.state (JSON text)
+//!                                 └ on a lost worker: lease a new one, Restore, continue
+//! ```
+//! Different sessions never wait on each other: each has its own lock and its own process.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use mcpk_kernel::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
-use mcpk_kernel::WorkerPool;
+pub use mcpk_kernel::{
+    CallError, CallOutcome, CallValue, ErrorKind, HostFuture, HostOp, KernelError, LogEntry,
+    LogLevel,
+};
+use mcpk_kernel::{HostHandler, Worker, WorkerPool};
 
-/// Infrastructure failures of a call (not failures of the user's code, which are
-/// [`CallOutcome`]s with an `Err` result).
+mod host;
+pub use host::NoUpstreams;
+
+/// Infrastructure failures of a call, as opposed to failures of the user's code, which are
+/// [`CallOutcome`]s whose `result` is `Err`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// No worker could be started for the session.
-    #[error("no kernel worker available: {0}")]
-    Kernel(#[from] mcpk_kernel::KernelError),
+    /// No worker could be started or restored for the session.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// Opening one more session would exceed `max_sessions`.
+    #[error("too many live sessions: max_sessions={max_sessions} are open")]
+    TooManySessions {
+        /// The configured limit.
+        max_sessions: usize,
+    },
+}
+
+/// Limits of the session manager.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// Live sessions per server process (default 256); each holds one worker process.
+    pub max_sessions: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { max_sessions: 256 }
+    }
+}
+
+/// The empty `mcp.state` of a new session.
+const EMPTY_STATE: &str = "{}";
+
+#[derive(Debug)]
+struct SessionInner {
+    worker: Option<Worker>,
+    /// The last committed `mcp.state`, as JSON text.
+    committed_state: String,
+}
+
+/// One session. `tokio::sync::Mutex` is fair (FIFO), which gives arrival-order execution.
+#[derive(Debug)]
+struct Session {
+    inner: tokio::sync::Mutex<SessionInner>,
 }
 
 /// Owns every live session of one server process.
-#[derive(Debug)]
 pub struct SessionManager {
     pool: Arc<WorkerPool>,
+    host: Arc<dyn HostHandler>,
+    config: SessionConfig,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionManager {
-    /// A manager that leases workers from `pool`.
+    /// A manager that leases workers from `pool` and answers host calls with `host`.
     #[must_use]
-    pub fn new(pool: Arc<WorkerPool>) -> Self {
-        Self { pool }
+    pub fn new(pool: Arc<WorkerPool>, host: Arc<dyn HostHandler>, config: SessionConfig) -> Self {
+        Self {
+            pool,
+            host,
+            config,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn session(&self, name: &str) -> Result<Arc<Session>, SessionError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(session) = sessions.get(name) {
+            return Ok(session.clone());
+        }
+        if sessions.len() >= self.config.max_sessions {
+            return Err(SessionError::TooManySessions {
+                max_sessions: self.config.max_sessions,
+            });
+        }
+        let session = Arc::new(Session {
+            inner: tokio::sync::Mutex::new(SessionInner {
+                worker: None,
+                committed_state: EMPTY_STATE.to_owned(),
+            }),
+        });
+        sessions.insert(name.to_owned(), session.clone());
+        Ok(session)
     }
 
     /// Runs `code` in session `session` (created on first use) with a wall-clock limit of
-    /// `timeout`. Calls on one session run one at a time in arrival order.
+    /// `timeout` on the code itself (leasing and restoring a worker are not counted).
+    ///
+    /// Calls on one session run one at a time in arrival order. If this future is dropped
+    /// mid-call (the MCP request was cancelled), the worker is killed and the session resumes
+    /// from its last committed state on its next call.
     ///
     /// # Errors
-    /// [`SessionError::Kernel`] when no worker could be started.
+    /// [`SessionError::Kernel`] when no worker could be started or restored;
+    /// [`SessionError::TooManySessions`] at the `max_sessions` limit.
     pub async fn execute(
         &self,
         session: &str,
         code: &str,
         timeout: Duration,
     ) -> Result<CallOutcome, SessionError> {
-        let _ = (&self.pool, session, code, timeout);
-        Err(SessionError::Kernel(mcpk_kernel::KernelError::Spawn(
-            std::io::Error::other("not yet implemented"),
-        )))
+        let session = self.session(session)?;
+        let mut inner = session.inner.lock().await;
+        // A worker that died between calls (killed from outside) is replaced transparently:
+        // no call was running on it, so nothing but the committed state matters.
+        let idle = inner
+            .worker
+            .take()
+            .and_then(|mut w| w.is_alive().then_some(w));
+        let mut worker = match idle {
+            Some(worker) => worker,
+            None => {
+                let mut worker = self.pool.lease().await?;
+                if inner.committed_state != EMPTY_STATE {
+                    worker.restore(&inner.committed_state).await?;
+                }
+                worker
+            }
+        };
+        let execution = worker.execute(code, timeout, self.host.clone()).await;
+        if let Some(state) = execution.committed_state {
+            inner.committed_state = state;
+        }
+        if !execution.worker_lost {
+            inner.worker = Some(worker);
+        }
+        Ok(execution.outcome)
+    }
+
+    /// Number of open sessions.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or_default()
     }
 }

@@ -1,0 +1,178 @@
+//! The warm pool: workers spawned ahead of demand, each with its Context already built, so a
+//! new session's first call does not wait for a process to start.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::process::{KernelError, Worker};
+use crate::protocol::WorkerLimits;
+
+/// Configuration of the kernel workers. Units are in the field names; the defaults are the
+/// limits table of DESIGN.md.
+#[derive(Debug, Clone)]
+pub struct KernelConfig {
+    /// Executable started as `<worker_exe> worker`; normally the running `mcp-kernel` binary.
+    pub worker_exe: PathBuf,
+    /// Idle workers kept ready (default 2). 0 disables the pool: every lease spawns.
+    pub warm_workers: usize,
+    /// Address-space limit of each worker, in MiB (default 256).
+    pub memory_mib: u64,
+    /// Console output captured per call, in bytes (default 16 KiB).
+    pub max_log_bytes: usize,
+    /// Largest `mcp.state` as JSON, in bytes (default 8 MiB).
+    pub max_state_bytes: usize,
+    /// Result JSON beyond this many bytes is truncated (default 32 KiB).
+    pub max_result_bytes: usize,
+    /// Deepest nesting of arrays/objects in a result or in `mcp.state` (default 1,000 levels;
+    /// Boa's recursive `JSON.stringify` is safe well past that on the worker's 8 MiB stack).
+    pub max_json_depth: u32,
+}
+
+impl KernelConfig {
+    /// The defaults, with `worker_exe` as given.
+    #[must_use]
+    pub fn new(worker_exe: PathBuf) -> Self {
+        Self {
+            worker_exe,
+            warm_workers: 2,
+            memory_mib: 256,
+            max_log_bytes: 16 << 10,
+            max_state_bytes: 8 << 20,
+            max_result_bytes: 32 << 10,
+            max_json_depth: 1000,
+        }
+    }
+
+    pub(crate) fn limits(&self) -> WorkerLimits {
+        WorkerLimits {
+            memory_mib: self.memory_mib,
+            max_log_bytes: self.max_log_bytes,
+            max_state_bytes: self.max_state_bytes,
+            max_result_bytes: self.max_result_bytes,
+            max_json_depth: self.max_json_depth,
+        }
+    }
+}
+
+/// Spawns workers, keeps `warm_workers` of them idle and ready, and leases one to each live
+/// session. A background task refills the pool after each lease and every
+/// [`WorkerPool::CHECK_INTERVAL`] drops idle workers that have exited (killed from outside,
+/// crashed) and replaces them.
+#[derive(Debug)]
+pub struct WorkerPool {
+    config: KernelConfig,
+    idle: Mutex<VecDeque<Worker>>,
+    refill: Arc<Notify>,
+}
+
+impl WorkerPool {
+    /// How often idle workers are checked for liveness.
+    pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+    /// Starts the pool and its refill task. Must be called inside a tokio runtime; the task
+    /// ends when the last `Arc` is dropped.
+    #[must_use]
+    pub fn start(config: KernelConfig) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            config,
+            idle: Mutex::new(VecDeque::new()),
+            refill: Arc::new(Notify::new()),
+        });
+        tokio::spawn(maintain(Arc::downgrade(&pool), pool.refill.clone()));
+        pool
+    }
+
+    /// The pool's configuration.
+    #[must_use]
+    pub fn config(&self) -> &KernelConfig {
+        &self.config
+    }
+
+    /// Spawns a worker with this pool's limits, bypassing the idle queue.
+    ///
+    /// # Errors
+    /// [`KernelError::Spawn`] or [`KernelError::Startup`] when the process cannot start.
+    pub async fn spawn(&self) -> Result<Worker, KernelError> {
+        Worker::spawn(&self.config.worker_exe, self.config.limits()).await
+    }
+
+    /// Hands out an idle, live worker, or spawns one when none is ready. The worker belongs to
+    /// the caller until dropped (which kills it).
+    ///
+    /// # Errors
+    /// As [`WorkerPool::spawn`], when no idle worker was ready.
+    pub async fn lease(&self) -> Result<Worker, KernelError> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .map(|mut q| q.pop_front())
+                .unwrap_or_default();
+            let Some(mut worker) = idle else { break };
+            self.refill.notify_one();
+            if worker.is_alive() {
+                return Ok(worker);
+            }
+            tracing::info!(pid = worker.pid(), "dropping an idle worker that exited");
+        }
+        self.refill.notify_one();
+        self.spawn().await
+    }
+
+    /// Number of idle workers ready now.
+    #[must_use]
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|q| q.len()).unwrap_or_default()
+    }
+
+    fn prune_dead(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain_mut(|w| {
+                let alive = w.is_alive();
+                if !alive {
+                    tracing::info!(pid = w.pid(), "idle worker exited; replacing it");
+                }
+                alive
+            });
+        }
+    }
+}
+
+async fn maintain(pool: Weak<WorkerPool>, refill: Arc<Notify>) {
+    let mut failures = 0u32;
+    loop {
+        let Some(strong) = pool.upgrade() else { return };
+        strong.prune_dead();
+        let missing = strong
+            .config
+            .warm_workers
+            .saturating_sub(strong.idle_count());
+        if missing > 0 {
+            match strong.spawn().await {
+                Ok(worker) => {
+                    failures = 0;
+                    if let Ok(mut idle) = strong.idle.lock() {
+                        idle.push_back(worker);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(error = %e, "could not spawn a warm worker");
+                }
+            }
+        }
+        // Back off after failures (up to 10 s) so a broken worker binary does not spin.
+        let wait = WorkerPool::CHECK_INTERVAL * 2u32.saturating_pow(failures.min(4));
+        drop(strong);
+        let notified = refill.notified();
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The worker ↔ supervisor protocol: length-delimited frames carrying JSON-encoded, closed
+//! request/response enums.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. The worker
+//! announces [`PROTOCOL_VERSION`] in its first frame ([`FromWorker::Ready`]); the supervisor
+//! refuses a worker that speaks another version.
+//!
+//! Sequence for one worker:
+//! ```text
+//! supervisor                         worker
+//!   Init{version, limits}  ───────▶    (rlimits, landlock, Context, seccomp)
+//!                          ◀───────  Ready{version, pid}
+//!   Restore{state}         ───────▶                       (optional, when a session resumes)
+//!                          ◀───────  Restored | Failed
+//!   Execute{id, code}      ───────▶
+//!                          ◀───────  Log{..}* HostCall{..}*
+//!   HostReply{call, ..}    ───────▶                       (any order, many in flight)
+//!                          ◀───────  Done{..} | Failed{..}
+//!   Shutdown               ───────▶  (exits)
+//! ```
+//! Cancellation is not a message: the supervisor kills the worker process, the only mechanism
+//! that also stops a native call or a loop that never yields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::{CallError, LogEntry};
+
+/// Version of this protocol; bumped on any incompatible change to the enums below.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts, in bytes: room for an 8 MiB state, JSON-escaped.
+pub(crate) const MAX_FRAME_BYTES: usize = 64 << 20;
+
+/// Limits the worker enforces on itself. Units are in the field names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WorkerLimits {
+    /// Address-space limit (`RLIMIT_AS`) of the worker process, in MiB.
+    pub(crate) memory_mib: u64,
+    /// Console bytes captured per call before the truncation marker.
+    pub(crate) max_log_bytes: usize,
+    /// Largest committed `mcp.state`, as JSON text, in bytes.
+    pub(crate) max_state_bytes: usize,
+    /// Result JSON longer than this is cut to this many bytes.
+    pub(crate) max_result_bytes: usize,
+    /// Deepest object/array nesting accepted in results and state.
+    pub(crate) max_json_depth: u32,
+}
+
+/// Supervisor → worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub(crate) enum ToWorker {
+    /// First frame: the protocol version the supervisor speaks and the limits to apply.
+    Init { version: u32, limits: WorkerLimits },
+    /// Replace `mcp.state` with this committed JSON text (a session resuming on this worker).
+    Restore { state: String },
+    /// Run `code` as the body of an async function.
+    Execute { id: u64, code: String },
+    /// The answer to [`FromWorker::HostCall`] number `call`.
+    HostReply {
+        call: u64,
+        result: Result<serde_json::Value, String>,
+    },
+    /// Exit cleanly.
+    Shutdown,
+}
+
+/// A request from sandboxed code that only the supervisor can answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HostOp {
+    /// `mcp.tools.list({server})`: the tool catalogue, optionally for one server.
+    ListTools {
+        /// Only this server's tools, when set.
+        server: Option<String>,
+    },
+    /// `mcp.tools.call(server, tool, args)`.
+    CallTool {
+        /// Upstream server name.
+        server: String,
+        /// Tool name on that server.
+        tool: String,
+        /// Arguments object.
+        args: serde_json::Value,
+    },
+}
+
+/// Worker → supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub(crate) enum FromWorker {
+    /// The worker is sandboxed and its Context is built; it accepts `Restore` and `Execute`.
+    Ready { version: u32, pid: u32 },
+    /// `Restore` applied.
+    Restored,
+    /// A console line of call `id`.
+    Log { id: u64, entry: LogEntry },
+    /// Sandboxed code of call `id` needs the host; answer with `HostReply{call}`.
+    HostCall { id: u64, call: u64, op: HostOp },
+    /// Call `id` succeeded. `state` is the newly committed `mcp.state` JSON, or `None` when it
+    /// did not change.
+    Done {
+        id: u64,
+        result: String,
+        truncated_from_bytes: Option<usize>,
+        state: Option<String>,
+    },
+    /// Call `id` (or a `Restore`, with id 0) failed; `mcp.state` is back at its last committed
+    /// value. `poisoned` means the engine hit a runtime limit that can leave the Context
+    /// damaged, so the supervisor must replace this worker.
+    Failed {
+        id: u64,
+        error: CallError,
+        poisoned: bool,
+    },
+}

@@ -1,0 +1,469 @@
+//! One Boa `Context` and the JavaScript contract around it: code shape, transactional
+//! `mcp.state`, console capture, host calls and result serialisation.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use boa_engine::builtins::promise::PromiseState;
+use boa_engine::object::builtins::{JsFunction, JsPromise};
+use boa_engine::property::Attribute;
+use boa_engine::{
+    Context, JsError, JsNativeError, JsObject, JsResult, JsString, JsValue, NativeFunction, Source,
+};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot};
+
+use super::executor::Executor;
+use super::{send, shape};
+use crate::outcome::{CallError, ErrorKind, LogEntry, LogLevel};
+use crate::protocol::{FromWorker, HostOp, ToWorker, WorkerLimits};
+
+const PRELUDE: &str = include_str!("prelude.js");
+const ROLLED_BACK: &str = "(mcp.state was rolled back to its last committed value)";
+
+/// Per-call bookkeeping shared with the native functions, which must be `Copy` closures and so
+/// reach it through this thread-local (the worker runs one call at a time on one thread).
+#[derive(Default)]
+struct CallContext {
+    id: Cell<u64>,
+    max_log_bytes: Cell<usize>,
+    log_bytes: Cell<usize>,
+    log_truncated: Cell<bool>,
+    next_host_call: Cell<u64>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Result<serde_json::Value, String>>>>,
+}
+
+thread_local! {
+    static CALL: CallContext = CallContext::default();
+}
+
+/// Why a call stopped before its promise settled normally.
+enum Abort {
+    /// An uncatchable engine error (runtime limit): the Context may be damaged.
+    Engine(JsError),
+    /// The supervisor went away or broke the protocol.
+    Channel,
+}
+
+pub(crate) struct Engine {
+    context: Context,
+    executor: Rc<Executor>,
+    limits: WorkerLimits,
+    serialize: JsFunction,
+    describe: JsFunction,
+    set_state: JsFunction,
+    get_state: JsFunction,
+    /// The last committed `mcp.state`, as JSON text.
+    committed: String,
+}
+
+fn prop(obj: &JsObject, key: &str, context: &mut Context) -> JsResult<JsValue> {
+    obj.get(JsString::from(key), context)
+}
+
+fn func(obj: &JsObject, key: &str, context: &mut Context) -> JsResult<JsFunction> {
+    prop(obj, key, context)?
+        .as_object()
+        .and_then(JsFunction::from_object)
+        .ok_or_else(|| {
+            JsNativeError::typ()
+                .with_message(format!("prelude: {key}"))
+                .into()
+        })
+}
+
+fn js_to_string(value: &JsValue) -> String {
+    value
+        .as_string()
+        .map_or_else(String::new, |s| s.to_std_string_escaped())
+}
+
+impl Engine {
+    /// Builds the Context and the globals agent code sees.
+    pub(crate) fn new(limits: WorkerLimits) -> JsResult<Self> {
+        let executor = Rc::new(Executor::default());
+        let mut context = Context::builder().job_executor(executor.clone()).build()?;
+        let emit = NativeFunction::from_fn_ptr(emit).to_js_function(context.realm());
+        let host_call = NativeFunction::from_async_fn(host_call).to_js_function(context.realm());
+        let setup = context.eval(Source::from_bytes(PRELUDE))?;
+        let setup = setup
+            .as_callable()
+            .ok_or_else(|| JsNativeError::typ().with_message("prelude is not a function"))?;
+        let api = setup.call(
+            &JsValue::undefined(),
+            &[emit.into(), host_call.into()],
+            &mut context,
+        )?;
+        let api = api
+            .as_object()
+            .ok_or_else(|| JsNativeError::typ().with_message("prelude returned no object"))?;
+        // `mcp` can be neither replaced nor deleted; `console` and `ToolError` behave like
+        // ordinary built-ins (writable, configurable, not enumerable).
+        for (name, attribute) in [
+            ("mcp", Attribute::empty()),
+            ("console", Attribute::WRITABLE | Attribute::CONFIGURABLE),
+            ("ToolError", Attribute::WRITABLE | Attribute::CONFIGURABLE),
+        ] {
+            let value = prop(&api, name, &mut context)?;
+            context.register_global_property(JsString::from(name), value, attribute)?;
+        }
+        CALL.with(|c| c.max_log_bytes.set(limits.max_log_bytes));
+        Ok(Self {
+            serialize: func(&api, "serialize", &mut context)?,
+            describe: func(&api, "describe", &mut context)?,
+            set_state: func(&api, "setState", &mut context)?,
+            get_state: func(&api, "getState", &mut context)?,
+            context,
+            executor,
+            limits,
+            committed: "{}".to_owned(),
+        })
+    }
+
+    /// Replaces `mcp.state` with committed JSON text from the supervisor.
+    pub(crate) fn restore(&mut self, state: String) -> FromWorker {
+        let arg = JsValue::from(JsString::from(state.as_str()));
+        match self
+            .set_state
+            .call(&JsValue::undefined(), &[arg], &mut self.context)
+        {
+            Ok(_) => {
+                self.committed = state;
+                FromWorker::Restored
+            }
+            Err(e) => FromWorker::Failed {
+                id: 0,
+                error: CallError {
+                    kind: ErrorKind::State,
+                    message: format!("could not restore mcp.state: {e}"),
+                    stack: None,
+                },
+                poisoned: false,
+            },
+        }
+    }
+
+    /// Runs one call to completion and returns its `Done` or `Failed` frame. `inbound` carries
+    /// host replies while the call waits on them.
+    pub(crate) async fn execute(
+        &mut self,
+        id: u64,
+        code: &str,
+        inbound: &mut mpsc::UnboundedReceiver<ToWorker>,
+    ) -> Option<FromWorker> {
+        CALL.with(|c| {
+            c.id.set(id);
+            c.log_bytes.set(0);
+            c.log_truncated.set(false);
+        });
+        let outcome = self.run(code, inbound).await;
+        // Host calls still in flight belong to this call only; drop them.
+        CALL.with(|c| c.pending.borrow_mut().clear());
+        let reply = match outcome {
+            Ok(PromiseState::Fulfilled(value)) => self.commit(id, &value),
+            Ok(PromiseState::Rejected(reason)) => {
+                let (name, message, stack) = self.describe(&reason);
+                self.fail(id, ErrorKind::Js(name), message, stack, false)
+            }
+            Ok(PromiseState::Pending) => self.fail(
+                id,
+                ErrorKind::Js("Error".to_owned()),
+                "the code awaited a promise that can never settle: nothing is left in the job queue"
+                    .to_owned(),
+                None,
+                false,
+            ),
+            Err(RunError::Syntax(e)) => {
+                let message = e.to_string();
+                let name = message.split(':').next().unwrap_or("SyntaxError").to_owned();
+                let message = message.split_once(": ").map_or(message.clone(), |(_, m)| m.to_owned());
+                self.fail(id, ErrorKind::Js(name), message, None, false)
+            }
+            Err(RunError::Abort(Abort::Engine(e))) => {
+                // Boa's runtime limits (recursion, stack size) are uncatchable and can leave the
+                // Context damaged, so the worker is replaced after reporting them.
+                let text = e.to_string();
+                let (first, stack) = text.split_once('\n').unwrap_or((&text, ""));
+                let reason = first.strip_prefix("RuntimeLimitError: ").unwrap_or(first);
+                let message = format!(
+                    "Maximum call stack size exceeded: {reason}; the worker was replaced"
+                );
+                let stack = (!stack.is_empty()).then(|| stack.to_owned());
+                self.fail(id, ErrorKind::Js("RangeError".to_owned()), message, stack, true)
+            }
+            Err(RunError::Abort(Abort::Channel)) => return None,
+        };
+        Some(reply)
+    }
+
+    async fn run(
+        &mut self,
+        code: &str,
+        inbound: &mut mpsc::UnboundedReceiver<ToWorker>,
+    ) -> Result<PromiseState, RunError> {
+        let source = shape::wrap(code, self.context.interner_mut());
+        let script =
+            boa_engine::Script::parse(Source::from_bytes(&source), None, &mut self.context)
+                .map_err(RunError::Syntax)?;
+        let value = script
+            .evaluate(&mut self.context)
+            .map_err(|e| RunError::Abort(Abort::Engine(e)))?;
+        let promise = match value
+            .as_object()
+            .and_then(|o| JsPromise::from_object(o).ok())
+        {
+            Some(p) => p,
+            None => JsPromise::resolve(value, &mut self.context)
+                .map_err(|e| RunError::Abort(Abort::Engine(e)))?,
+        };
+        self.run_to_completion(inbound)
+            .await
+            .map_err(RunError::Abort)?;
+        Ok(promise.state())
+    }
+
+    /// The event loop of one call: drain microtasks, start host calls, and sleep until a host
+    /// reply arrives; finish when no microtask and no host call is left (as Node finishes a
+    /// script once its event loop is empty). Never holds the Context borrow across `.await`.
+    async fn run_to_completion(
+        &mut self,
+        inbound: &mut mpsc::UnboundedReceiver<ToWorker>,
+    ) -> Result<(), Abort> {
+        let executor = self.executor.clone();
+        let context = RefCell::new(&mut self.context);
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            executor
+                .drain_microtasks(&mut context.borrow_mut())
+                .map_err(Abort::Engine)?;
+            for job in executor.take_async_jobs() {
+                in_flight.push(job.call(&context));
+            }
+            if in_flight.is_empty() {
+                if executor.has_microtasks() {
+                    continue;
+                }
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.next() => {
+                    done.map_err(Abort::Engine)?;
+                }
+                message = inbound.recv() => match message {
+                    Some(ToWorker::HostReply { call, result }) => {
+                        let sender = CALL.with(|c| c.pending.borrow_mut().remove(&call));
+                        if let Some(sender) = sender {
+                            let _ = sender.send(result);
+                        }
+                    }
+                    _ => return Err(Abort::Channel),
+                },
+            }
+        }
+    }
+
+    fn serialize(&mut self, value: &JsValue, what: &str) -> Result<String, String> {
+        let args = [
+            value.clone(),
+            JsValue::from(self.limits.max_json_depth),
+            JsValue::from(JsString::from(what)),
+        ];
+        match self
+            .serialize
+            .call(&JsValue::undefined(), &args, &mut self.context)
+        {
+            Ok(json) => Ok(js_to_string(&json)),
+            Err(e) => {
+                let reason = e.into_opaque(&mut self.context).unwrap_or_default();
+                let (name, message, _) = self.describe(&reason);
+                Err(format!("{name}: {message}"))
+            }
+        }
+    }
+
+    fn describe(&mut self, reason: &JsValue) -> (String, String, Option<String>) {
+        let parts = self
+            .describe
+            .call(
+                &JsValue::undefined(),
+                std::slice::from_ref(reason),
+                &mut self.context,
+            )
+            .ok()
+            .and_then(|v| v.as_object());
+        let Some(parts) = parts else {
+            return ("Error".to_owned(), "unknown error".to_owned(), None);
+        };
+        let mut get = |i: u32| parts.get(i, &mut self.context).unwrap_or_default();
+        let (name, message, stack) = (get(0), get(1), get(2));
+        (
+            js_to_string(&name),
+            js_to_string(&message),
+            stack.as_string().map(|s| s.to_std_string_escaped()),
+        )
+    }
+
+    /// Serialises the result, then commits `mcp.state`; any failure rolls the call back.
+    fn commit(&mut self, id: u64, value: &JsValue) -> FromWorker {
+        let mut result = match self.serialize(value, "result") {
+            Ok(json) => json,
+            Err(message) => {
+                let message = format!("the result cannot be returned as JSON: {message}");
+                return self.fail(id, ErrorKind::Serialization, message, None, false);
+            }
+        };
+        let state = match self
+            .get_state
+            .call(&JsValue::undefined(), &[], &mut self.context)
+        {
+            Ok(state) => state,
+            Err(e) => return self.fail(id, ErrorKind::State, e.to_string(), None, false),
+        };
+        let is_plain_object = state
+            .as_object()
+            .is_some_and(|o| !o.is_callable() && !o.is_array());
+        if !is_plain_object {
+            let message = format!(
+                "mcp.state must be a plain object, but it is {}",
+                state.type_of()
+            );
+            return self.fail(id, ErrorKind::State, message, None, false);
+        }
+        let state = match self.serialize(&state, "mcp.state") {
+            Ok(json) => json,
+            Err(message) => {
+                let message = format!("mcp.state cannot be saved as JSON: {message}");
+                return self.fail(id, ErrorKind::State, message, None, false);
+            }
+        };
+        if state.len() > self.limits.max_state_bytes {
+            let message = format!(
+                "mcp.state is {} bytes as JSON, over max_state_bytes={}",
+                state.len(),
+                self.limits.max_state_bytes
+            );
+            return self.fail(id, ErrorKind::StateLimit, message, None, false);
+        }
+        let truncated_from_bytes = (result.len() > self.limits.max_result_bytes).then(|| {
+            let total = result.len();
+            let mut cut = self.limits.max_result_bytes;
+            while !result.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            result.truncate(cut);
+            total
+        });
+        let changed = state != self.committed;
+        if changed {
+            self.committed = state.clone();
+        }
+        FromWorker::Done {
+            id,
+            result,
+            truncated_from_bytes,
+            state: changed.then_some(state),
+        }
+    }
+
+    /// Rolls `mcp.state` back and builds the `Failed` frame.
+    fn fail(
+        &mut self,
+        id: u64,
+        kind: ErrorKind,
+        message: String,
+        stack: Option<String>,
+        poisoned: bool,
+    ) -> FromWorker {
+        self.executor.clear();
+        let committed = JsValue::from(JsString::from(self.committed.as_str()));
+        let restored = self
+            .set_state
+            .call(&JsValue::undefined(), &[committed], &mut self.context)
+            .is_ok();
+        FromWorker::Failed {
+            id,
+            error: CallError {
+                kind,
+                message: format!("{message} {ROLLED_BACK}"),
+                stack,
+            },
+            poisoned: poisoned || !restored,
+        }
+    }
+}
+
+enum RunError {
+    Syntax(JsError),
+    Abort(Abort),
+}
+
+/// `emit(level, line)`: the native end of `console.*`. Enforces `max_log_bytes` per call and
+/// writes one visible marker when output is dropped.
+fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<JsValue> {
+    let level = match args.first().map(js_to_string).as_deref() {
+        Some("info") => LogLevel::Info,
+        Some("warn") => LogLevel::Warn,
+        Some("error") => LogLevel::Error,
+        Some("debug") => LogLevel::Debug,
+        _ => LogLevel::Log,
+    };
+    let mut message = args.get(1).map(js_to_string).unwrap_or_default();
+    CALL.with(|c| {
+        if c.log_truncated.get() {
+            return;
+        }
+        let max = c.max_log_bytes.get();
+        let used = c.log_bytes.get();
+        let id = c.id.get();
+        if used + message.len() <= max {
+            c.log_bytes.set(used + message.len());
+            send(&FromWorker::Log { id, entry: LogEntry { level, message } });
+            return;
+        }
+        let mut cut = max.saturating_sub(used);
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        if !message.is_empty() {
+            send(&FromWorker::Log { id, entry: LogEntry { level, message } });
+        }
+        c.log_truncated.set(true);
+        c.log_bytes.set(max);
+        let marker = format!(
+            "[console output truncated: this call reached max_log_bytes={max}; later output was dropped]"
+        );
+        send(&FromWorker::Log { id, entry: LogEntry { level: LogLevel::Warn, message: marker } });
+    });
+    Ok(JsValue::undefined())
+}
+
+/// `hostCall(opJson)`: sends a `HostCall` frame and resolves with the supervisor's reply.
+/// Several can be in flight at once; each waits on its own oneshot channel.
+async fn host_call(
+    _this: &JsValue,
+    args: &[JsValue],
+    context: &RefCell<&mut Context>,
+) -> JsResult<JsValue> {
+    let json = args.first().map(js_to_string).unwrap_or_default();
+    let op: HostOp = serde_json::from_str(&json)
+        .map_err(|e| JsNativeError::typ().with_message(format!("invalid host call: {e}")))?;
+    let (tx, rx) = oneshot::channel();
+    let (id, call) = CALL.with(|c| {
+        let call = c.next_host_call.get() + 1;
+        c.next_host_call.set(call);
+        c.pending.borrow_mut().insert(call, tx);
+        (c.id.get(), call)
+    });
+    send(&FromWorker::HostCall { id, call, op });
+    let reply = rx
+        .await
+        .map_err(|_| JsNativeError::error().with_message("host call abandoned"))?;
+    match reply {
+        Ok(value) => JsValue::from_json(&value, &mut context.borrow_mut()),
+        Err(message) => Err(JsNativeError::error().with_message(message).into()),
+    }
+}

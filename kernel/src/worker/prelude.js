@@ -1,0 +1,142 @@
+// The worker's prelude: evaluated once per Context before any untrusted code, it builds the
+// globals agent code sees (`mcp`, `console`, `ToolError`) and returns the helpers the Rust side
+// calls. It captures the built-ins it needs up front, so agent code that later replaces
+// `JSON.stringify` or `Map` affects only itself, never serialisation of results or state.
+(function (emit, hostCall) {
+  'use strict';
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const isArray = Array.isArray;
+  const toStr = Object.prototype.toString;
+  const MapC = Map;
+  const ErrorC = Error;
+  const TypeErrorC = TypeError;
+  const RangeErrorC = RangeError;
+  const StringC = String;
+
+  // JSON.stringify with the engine's own semantics (toJSON, getters, Date, NaN -> null), plus
+  // errors that name the path of a BigInt, a cycle, or nesting deeper than `maxDepth`. The
+  // replacer runs before the engine recurses into a value, so a deep value is refused before
+  // it can exhaust the native stack.
+  function serialize(value, maxDepth, what) {
+    const depth = new MapC();
+    const parent = new MapC();
+    const step = new MapC();
+    // The path of holder[key], built only when an error needs it, shortened for messages.
+    const pathOf = (holder, key) => {
+      if (!depth.has(holder)) return what;
+      const steps = [isArray(holder) ? `[${key}]` : `.${key}`];
+      for (let h = holder; parent.has(h); h = parent.get(h)) steps.push(step.get(h));
+      const p = what + steps.reverse().join('');
+      return p.length > 120 ? `${p.slice(0, 50)}…${p.slice(-50)}` : p;
+    };
+    const out = stringify(value, function (key, val) {
+      const root = !depth.has(this);
+      if (typeof val === 'bigint') {
+        throw new TypeErrorC(`${pathOf(this, key)} is a BigInt, which JSON cannot represent; convert it with String() or Number()`);
+      }
+      if (val !== null && typeof val === 'object') {
+        const d = root ? 0 : depth.get(this) + 1;
+        if (d > maxDepth) {
+          throw new RangeErrorC(`${pathOf(this, key)} is nested more than ${maxDepth} levels deep`);
+        }
+        for (let h = root ? undefined : this; h !== undefined; h = parent.get(h)) {
+          if (h === val) {
+            const target = parent.has(val) ? pathOf(parent.get(val), step.get(val).replace(/^\.|^\[|\]$/g, '')) : what;
+            throw new TypeErrorC(`${pathOf(this, key)} is a cycle: it refers back to ${target}`);
+          }
+        }
+        depth.set(val, d);
+        if (!root) {
+          parent.set(val, this);
+          step.set(val, isArray(this) ? `[${key}]` : `.${key}`);
+        }
+      }
+      return val;
+    });
+    return out === undefined ? 'null' : out;
+  }
+
+  function format(v) {
+    switch (typeof v) {
+      case 'string': return v;
+      case 'undefined': return 'undefined';
+      case 'function': return `[Function: ${v.name || '(anonymous)'}]`;
+      case 'symbol': return v.toString();
+      case 'bigint': return `${v}n`;
+      case 'object': {
+        if (v === null) return 'null';
+        if (v instanceof ErrorC) {
+          return typeof v.stack === 'string' && v.stack ? `${v.name}: ${v.message}\n${v.stack}` : `${v.name}: ${v.message}`;
+        }
+        try { return serialize(v, 64, 'value'); } catch (_) { return toStr.call(v); }
+      }
+      default: return StringC(v);
+    }
+  }
+
+  // [name, message, stack] of a rejection value, whatever was thrown.
+  function describe(e) {
+    if (e !== null && (typeof e === 'object' || typeof e === 'function')) {
+      let name, message, stack;
+      try { name = e.name; message = e.message; stack = e.stack; } catch (_) { /* hostile getter */ }
+      return [
+        typeof name === 'string' && name !== '' ? name : 'Error',
+        typeof message === 'string' ? message : format(e),
+        typeof stack === 'string' && stack !== '' ? stack : undefined,
+      ];
+    }
+    return ['Error', `uncaught ${typeof e === 'string' ? stringify(e) : format(e)}`, undefined];
+  }
+
+  const console = {};
+  for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
+    console[level] = function (...args) {
+      let line = '';
+      for (let i = 0; i < args.length; i++) line += (i ? ' ' : '') + format(args[i]);
+      emit(level, line);
+    };
+  }
+
+  class ToolError extends ErrorC {
+    constructor(message) {
+      super(message);
+      this.name = 'ToolError';
+    }
+  }
+
+  async function host(op) {
+    try {
+      return await hostCall(serialize(op, 64, 'arguments'));
+    } catch (e) {
+      throw new ToolError(e instanceof ErrorC ? e.message : StringC(e));
+    }
+  }
+
+  const tools = {
+    list(options) {
+      const server = options == null ? undefined : options.server;
+      if (server !== undefined && typeof server !== 'string') {
+        throw new TypeErrorC('mcp.tools.list: `server` must be a string');
+      }
+      return host({ op: 'list_tools', server: server === undefined ? null : server });
+    },
+    call(server, tool, args) {
+      if (typeof server !== 'string') throw new TypeErrorC('mcp.tools.call: `server` must be a string');
+      if (typeof tool !== 'string') throw new TypeErrorC('mcp.tools.call: `tool` must be a string');
+      if (args !== undefined && (args === null || typeof args !== 'object' || isArray(args))) {
+        throw new TypeErrorC('mcp.tools.call: `args` must be an object');
+      }
+      return host({ op: 'call_tool', server, tool, args: args === undefined ? {} : args });
+    },
+  };
+
+  const mcp = { state: {}, tools };
+  return {
+    mcp, console, ToolError,
+    serialize,
+    describe,
+    setState(json) { mcp.state = parse(json); },
+    getState() { return mcp.state; },
+  };
+})

@@ -1,0 +1,21 @@
+//! The host handler of a server with no upstream MCP servers configured.
+
+use mcpk_kernel::{HostFuture, HostHandler, HostOp};
+
+/// Answers host calls when no upstream MCP server is configured: the catalogue is empty and
+/// every tool call fails with a message naming the server and tool asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoUpstreams;
+
+impl HostHandler for NoUpstreams {
+    fn call(&self, op: HostOp) -> HostFuture {
+        let answer = match op {
+            HostOp::ListTools { .. } => Ok(serde_json::Value::Array(Vec::new())),
+            HostOp::CallTool { server, tool, .. } => Err(format!(
+                "unknown server `{server}` (tool `{tool}`): no upstream MCP servers are configured"
+            )),
+            _ => Err("unsupported host call".to_owned()),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
