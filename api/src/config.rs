@@ -1,0 +1,155 @@
+//! Server configuration: plain data with secure defaults, validated in one place.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcpk_kernel::KernelConfig;
+
+/// Everything `mcp-kernel serve` needs. Every limit carries its unit in its name or type.
+///
+/// The defaults are the documented limits of DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// The executable started as `<worker_exe> worker` for each kernel worker process.
+    /// Defaults to the running executable.
+    pub worker_exe: PathBuf,
+    /// How many idle workers the pool keeps started, so a new session does not wait for a
+    /// process to start. Does not limit how many sessions may be live at once.
+    pub warm_workers: usize,
+    /// Address-space limit of each worker process, in MiB. It bounds the engine's heap and
+    /// everything else the worker maps; it does not bound the supervisor's memory.
+    pub memory_mib: u64,
+    /// The wall-clock limit of a call that sets no `timeout_ms`.
+    pub default_timeout: Duration,
+    /// The largest `timeout_ms` a call may ask for.
+    pub max_timeout: Duration,
+    /// A result's JSON text longer than this is cut to this many bytes, with a note telling the
+    /// agent to filter in code. Does not bound logs or state.
+    pub max_result_bytes: usize,
+    /// Console output captured per call, in bytes; output past it is dropped with a visible
+    /// marker.
+    pub max_log_bytes: usize,
+    /// The largest `mcp.state`, as JSON bytes, that a call may commit.
+    pub max_state_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            worker_exe: PathBuf::from("mcp-kernel"),
+            warm_workers: 2,
+            memory_mib: 256,
+            default_timeout: Duration::from_millis(5_000),
+            max_timeout: Duration::from_millis(60_000),
+            max_result_bytes: 32 * 1024,
+            max_log_bytes: 16 * 1024,
+            max_state_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// A [`ServeConfig`] that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A limit that must be positive is zero.
+    #[error("{name} must be greater than zero")]
+    Zero {
+        /// The setting's name, as on the command line.
+        name: &'static str,
+    },
+    /// The default timeout is above the maximum timeout.
+    #[error("the default timeout ({default:?}) is longer than the maximum timeout ({max:?})")]
+    DefaultAboveMax {
+        /// The default timeout.
+        default: Duration,
+        /// The maximum timeout.
+        max: Duration,
+    },
+}
+
+impl ServeConfig {
+    /// Checks that the configuration is usable.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first setting that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("memory-mib", self.memory_mib == 0),
+            ("default-timeout-ms", self.default_timeout_ms() == 0),
+            ("max-timeout-ms", self.max_timeout_ms() == 0),
+            ("max-result-bytes", self.max_result_bytes == 0),
+            ("max-state-bytes", self.max_state_bytes == 0),
+        ];
+        if let Some((name, _)) = positive.into_iter().find(|(_, zero)| *zero) {
+            return Err(ConfigError::Zero { name });
+        }
+        if self.default_timeout > self.max_timeout {
+            return Err(ConfigError::DefaultAboveMax {
+                default: self.default_timeout,
+                max: self.max_timeout,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Self::default_timeout`] in whole milliseconds.
+    pub(crate) fn default_timeout_ms(&self) -> u64 {
+        u64::try_from(self.default_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// [`Self::max_timeout`] in whole milliseconds.
+    pub(crate) fn max_timeout_ms(&self) -> u64 {
+        u64::try_from(self.max_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The part of the configuration the kernel's worker pool needs.
+    pub(crate) fn kernel_config(&self) -> KernelConfig {
+        KernelConfig {
+            worker_exe: self.worker_exe.clone(),
+            warm_workers: self.warm_workers,
+            memory_mib: self.memory_mib,
+            max_log_bytes: self.max_log_bytes,
+            max_state_bytes: self.max_state_bytes,
+            max_result_bytes: self.max_result_bytes,
+            ..KernelConfig::new(self.worker_exe.clone())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_limits_and_valid() {
+        let config = ServeConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.default_timeout_ms(), 5_000);
+        assert_eq!(config.max_timeout_ms(), 60_000);
+        assert_eq!(config.max_result_bytes, 32_768);
+        assert_eq!(config.max_log_bytes, 16_384);
+        assert_eq!(config.max_state_bytes, 8_388_608);
+    }
+
+    #[test]
+    fn unusable_configs_are_rejected() {
+        let config = ServeConfig {
+            default_timeout: Duration::from_secs(61),
+            ..ServeConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::DefaultAboveMax { .. })
+        ));
+        let config = ServeConfig {
+            memory_mib: 0,
+            ..ServeConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::Zero { name: "memory-mib" })
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The MCP server: one `execute` tool over a [`SessionManager`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mcpk_session::SessionManager;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use crate::args::ExecuteArgs;
+use crate::config::ServeConfig;
+use crate::response::{self, CallInfo};
+
+/// The name of the one tool.
+pub(crate) const EXECUTE: &str = "execute";
+
+const INSTRUCTIONS: &str = "Run JavaScript with `execute` to filter, join and summarise data in \
+code, returning only the small final answer. `mcp.state` persists per session.";
+
+/// The tool description: the whole contract an agent needs, in at most 120 words.
+fn execute_description(config: &ServeConfig) -> String {
+    format!(
+        "Run JavaScript in a persistent sandboxed kernel. `code` is the body of an async \
+         function: top-level `await` and `return` work; without `return`, the last expression \
+         is the result. Locals vanish after each call; `mcp.state` persists across calls of the \
+         session and must stay JSON-serialisable. It is committed when a call succeeds and \
+         rolled back when it throws or times out. console.log/info/warn/error/debug output is \
+         captured and returned. Results follow JSON.stringify semantics and large ones are \
+         truncated, so filter and summarise in code. Default timeout {} ms (`timeout_ms` \
+         changes it, up to {} ms). `session` names a separate kernel with its own state.",
+        config.default_timeout_ms(),
+        config.max_timeout_ms()
+    )
+}
+
+/// Handles MCP requests. Cheap to share: calls run concurrently, and nothing here is locked;
+/// [`SessionManager`] orders the calls of one session and runs different sessions in parallel.
+#[derive(Debug, Clone)]
+pub(crate) struct KernelServer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ServeConfig,
+    sessions: SessionManager,
+    tool: Tool,
+}
+
+impl KernelServer {
+    pub(crate) fn new(config: ServeConfig, sessions: SessionManager) -> Self {
+        let tool = execute_tool(&config);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                sessions,
+                tool,
+            }),
+        }
+    }
+
+    async fn execute(
+        &self,
+        params: &CallToolRequestParams,
+    ) -> Result<rmcp::model::CallToolResult, ErrorData> {
+        let config = &self.inner.config;
+        let args = ExecuteArgs::parse(params.arguments.as_ref(), config)?;
+        let started = Instant::now();
+        let outcome = self
+            .inner
+            .sessions
+            .execute(&args.session, &args.code, args.timeout)
+            .await;
+        let duration = started.elapsed();
+        let outcome = outcome.map_err(|error| {
+            tracing::error!(session = %args.session, %error, "execute failed");
+            response::session_error(&error)
+        })?;
+        tracing::debug!(
+            session = %args.session,
+            ok = outcome.result.is_ok(),
+            duration_ms = duration.as_millis(),
+            "execute"
+        );
+        response::call_result(
+            outcome,
+            CallInfo {
+                session: &args.session,
+                duration,
+                max_result_bytes: config.max_result_bytes,
+            },
+        )
+    }
+}
+
+fn execute_tool(config: &ServeConfig) -> Tool {
+    Tool::new(
+        EXECUTE,
+        execute_description(config),
+        crate::args::input_schema(config),
+    )
+    .with_annotations(
+        ToolAnnotations::with_title("Run JavaScript")
+            .read_only(false)
+            .idempotent(false)
+            .open_world(false),
+    )
+}
+
+impl ServerHandler for KernelServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("mcp-kernel", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(vec![
+            self.inner.tool.clone(),
+        ]))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        (name == EXECUTE).then(|| self.inner.tool.clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if request.name != EXECUTE {
+            return Err(response::unknown_tool(&request.name));
+        }
+        self.execute(&request).await.map(CallToolResponse::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn description_is_at_most_120_words() {
+        let description = execute_description(&ServeConfig::default());
+        let words = description.split_whitespace().count();
+        assert!(words <= 120, "{words} words: {description}");
+        for needle in [
+            "async",
+            "await",
+            "return",
+            "last expression",
+            "mcp.state",
+            "rolled back",
+            "console",
+            "JSON.stringify",
+            "5000 ms",
+        ] {
+            assert!(description.contains(needle), "missing {needle:?}");
+        }
+    }
+
+    #[test]
+    fn tool_is_annotated_as_a_closed_world_stateful_tool() {
+        let tool = execute_tool(&ServeConfig::default());
+        let annotations = tool.annotations.unwrap();
+        assert_eq!(annotations.read_only_hint, Some(false));
+        assert_eq!(annotations.idempotent_hint, Some(false));
+        assert_eq!(annotations.open_world_hint, Some(false));
+    }
+}
