@@ -352,7 +352,7 @@ impl Worker {
         let tail = self
             .stderr
             .lock()
-            .map(|t| t.back().cloned())
+            .map(|t| telling_line(&t))
             .unwrap_or_default();
         match tail {
             Some(line) => format!("worker pid {} {how}: {line}", self.pid),
@@ -390,6 +390,25 @@ impl Worker {
             let _ = self.child.start_kill();
         }
     }
+}
+
+/// The stderr line that best explains a death: an allocation failure, a panic or a stack
+/// overflow when there is one, else the last line that is not a backtrace hint.
+fn telling_line(tail: &VecDeque<String>) -> Option<String> {
+    const TELLING: [&str; 4] = [
+        "memory allocation of",
+        "panicked at",
+        "overflowed its stack",
+        "mcp-kernel worker:",
+    ];
+    tail.iter()
+        .find(|l| TELLING.iter().any(|t| l.contains(t)))
+        .or_else(|| {
+            tail.iter()
+                .rev()
+                .find(|l| !l.starts_with("note:") && !l.starts_with("stack backtrace"))
+        })
+        .cloned()
 }
 
 async fn collect_stderr(stderr: tokio::process::ChildStderr, tail: StderrTail, pid: u32) {

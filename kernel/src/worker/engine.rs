@@ -388,11 +388,28 @@ impl Engine {
             error: CallError {
                 kind,
                 message: format!("{message} {ROLLED_BACK}"),
-                stack,
+                stack: stack.map(shorten_stack),
             },
             poisoned: poisoned || !restored,
         }
     }
+}
+
+/// Keeps the first `MAX_STACK_FRAMES` lines of a stack; deep recursion otherwise produces
+/// thousands of identical frames.
+fn shorten_stack(stack: String) -> String {
+    const MAX_STACK_FRAMES: usize = 20;
+    let total = stack.lines().count();
+    if total <= MAX_STACK_FRAMES {
+        return stack;
+    }
+    let mut short = stack
+        .lines()
+        .take(MAX_STACK_FRAMES)
+        .collect::<Vec<_>>()
+        .join("\n");
+    short.push_str(&format!("\n    … {} more frames", total - MAX_STACK_FRAMES));
+    short
 }
 
 enum RunError {
