@@ -87,24 +87,33 @@ impl Engine {
         let mut context = Context::builder().job_executor(executor.clone()).build()?;
         let emit = NativeFunction::from_fn_ptr(emit).to_js_function(context.realm());
         let host_call = NativeFunction::from_async_fn(host_call).to_js_function(context.realm());
+        let sleep = NativeFunction::from_async_fn(sleep).to_js_function(context.realm());
         let setup = context.eval(Source::from_bytes(PRELUDE))?;
         let setup = setup
             .as_callable()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude is not a function"))?;
         let api = setup.call(
             &JsValue::undefined(),
-            &[emit.into(), host_call.into()],
+            &[emit.into(), host_call.into(), sleep.into()],
             &mut context,
         )?;
         let api = api
             .as_object()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude returned no object"))?;
-        // `mcp` can be neither replaced nor deleted; `console` and `ToolError` behave like
-        // ordinary built-ins (writable, configurable, not enumerable).
+        // `mcp` can be neither replaced nor deleted; the others behave like ordinary built-ins (writable, configurable, not enumerable).
         for (name, attribute) in [
             ("mcp", Attribute::empty()),
             ("console", Attribute::WRITABLE | Attribute::CONFIGURABLE),
             ("ToolError", Attribute::WRITABLE | Attribute::CONFIGURABLE),
+            ("setTimeout", Attribute::WRITABLE | Attribute::CONFIGURABLE),
+            (
+                "clearTimeout",
+                Attribute::WRITABLE | Attribute::CONFIGURABLE,
+            ),
+            (
+                "queueMicrotask",
+                Attribute::WRITABLE | Attribute::CONFIGURABLE,
+            ),
         ] {
             let value = prop(&api, name, &mut context)?;
             context.register_global_property(JsString::from(name), value, attribute)?;
@@ -455,6 +464,23 @@ fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<J
         );
         send(&FromWorker::Log { id, entry: LogEntry { level: LogLevel::Warn, message: marker } });
     });
+    Ok(JsValue::undefined())
+}
+
+/// `sleep(ms)`: resolves after `ms` milliseconds (clamped to 0..=2^31-1, as browsers clamp
+/// timer delays), on the worker's own tokio timer; no round trip to the supervisor.
+async fn sleep(
+    _this: &JsValue,
+    args: &[JsValue],
+    _context: &RefCell<&mut Context>,
+) -> JsResult<JsValue> {
+    let ms = args.first().and_then(JsValue::as_number).unwrap_or(0.0);
+    let ms = if ms.is_finite() {
+        ms.clamp(0.0, f64::from(i32::MAX))
+    } else {
+        0.0
+    };
+    tokio::time::sleep(std::time::Duration::from_secs_f64(ms / 1000.0)).await;
     Ok(JsValue::undefined())
 }
 

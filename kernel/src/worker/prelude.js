@@ -2,7 +2,7 @@
 // globals agent code sees (`mcp`, `console`, `ToolError`) and returns the helpers the Rust side
 // calls. It captures the built-ins it needs up front, so agent code that later replaces
 // `JSON.stringify` or `Map` affects only itself, never serialisation of results or state.
-(function (emit, hostCall) {
+(function (emit, hostCall, sleep) {
   'use strict';
   const stringify = JSON.stringify;
   const parse = JSON.parse;
@@ -131,9 +131,29 @@
     },
   };
 
+  // Timers: a callback runs as a microtask once its delay has passed; a pending timer keeps
+  // the call running (as in Node), so timers count against the call's deadline.
+  const PromiseC = Promise;
+  const cancelled = new Set();
+  let nextTimer = 0;
+  function setTimeout(fn, ms, ...args) {
+    if (typeof fn !== 'function') throw new TypeErrorC('setTimeout: the callback must be a function');
+    const id = ++nextTimer;
+    sleep(Number(ms) || 0).then(() => {
+      if (cancelled.delete(id)) return;
+      fn(...args);
+    });
+    return id;
+  }
+  function clearTimeout(id) { if (typeof id === 'number' && id > 0 && id <= nextTimer) cancelled.add(id); }
+  function queueMicrotask(fn) {
+    if (typeof fn !== 'function') throw new TypeErrorC('queueMicrotask: the callback must be a function');
+    PromiseC.resolve().then(() => fn());
+  }
+
   const mcp = { state: {}, tools };
   return {
-    mcp, console, ToolError,
+    mcp, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
     serialize,
     describe,
     setState(json) { mcp.state = parse(json); },
