@@ -10,12 +10,16 @@
 //!   JSON-RPC error (`-32602` invalid params, `-32603` internal error).
 //!
 //! Requests are handled concurrently (rmcp runs each on its own task) and nothing in this crate
-//! holds a lock across a call, so one slow call never delays another session's call.
+//! holds a lock across a call, so one slow call never delays another session's call. Calls do
+//! join their session's queue in the order they arrived on the connection (see `arrival.rs`).
+//! A call whose request the client cancels is dropped, which stops it and rolls its session
+//! back to the last committed state.
 //!
 //! The binary (`src/main.rs`) only parses flags, sets up tracing on stderr and calls
 //! [`run_stdio`]; tests can drive [`run`] over any byte stream.
 
 mod args;
+mod arrival;
 mod config;
 mod json_text;
 mod response;
@@ -25,6 +29,7 @@ pub use config::{ConfigError, ServeConfig};
 
 use anyhow::Context as _;
 use rmcp::ServiceExt as _;
+use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Serves MCP over this process's stdin and stdout until the client disconnects.
@@ -59,8 +64,9 @@ where
     );
     let server = server::KernelServer::new(config, sessions);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP");
+    let transport = arrival::Stamped::new(AsyncRwTransport::new_server(read, write));
     let running = server
-        .serve((read, write))
+        .serve(transport)
         .await
         .context("MCP initialisation failed")?;
     let reason = running.waiting().await.context("the MCP service failed")?;

@@ -1,17 +1,20 @@
 //! The MCP server: one `execute` tool over a [`SessionManager`].
 
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use mcpk_session::SessionManager;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use crate::args::ExecuteArgs;
+use crate::arrival::Arrival;
 use crate::config::ServeConfig;
 use crate::response::{self, CallInfo};
 
@@ -66,15 +69,41 @@ impl KernelServer {
     async fn execute(
         &self,
         params: &CallToolRequestParams,
-    ) -> Result<rmcp::model::CallToolResult, ErrorData> {
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        // Taken before anything can fail: dropping it gives up this call's turn.
+        let arrival = context.extensions.get::<Arc<Arrival>>().cloned();
         let config = &self.inner.config;
         let args = ExecuteArgs::parse(params.arguments.as_ref(), config)?;
+        if let Some(arrival) = &arrival {
+            arrival.wait_turn().await;
+        }
         let started = Instant::now();
-        let outcome = self
-            .inner
-            .sessions
-            .execute(&args.session, &args.code, args.timeout)
-            .await;
+        let mut call = pin!(
+            self.inner
+                .sessions
+                .execute(&args.session, &args.code, args.timeout)
+        );
+        // The first poll puts the call in its session's FIFO queue; after that, the next
+        // arrival may go.
+        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+        if let Some(arrival) = &arrival {
+            arrival.release();
+        }
+        let outcome = match first {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => {
+                tokio::select! {
+                    outcome = call => outcome,
+                    () = context.ct.cancelled() => {
+                        // Dropping the call stops it; the session rolls back. rmcp drops the
+                        // response of a cancelled request, so this error is never seen.
+                        tracing::info!(session = %args.session, "execute cancelled by the client");
+                        return Err(ErrorData::internal_error("the request was cancelled", None));
+                    }
+                }
+            }
+        };
         let duration = started.elapsed();
         let outcome = outcome.map_err(|error| {
             tracing::error!(session = %args.session, %error, "execute failed");
@@ -135,12 +164,14 @@ impl ServerHandler for KernelServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         if request.name != EXECUTE {
             return Err(response::unknown_tool(&request.name));
         }
-        self.execute(&request).await.map(CallToolResponse::from)
+        self.execute(&request, context)
+            .await
+            .map(CallToolResponse::from)
     }
 }
 
