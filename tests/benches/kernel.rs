@@ -1,1 +1,285 @@
-fn main() {}
+//! Latency and memory of `mcp-kernel serve` over one stdio connection, measured through a real
+//! MCP client:
+//!
+//! - `execute("return 1")` round trips against MCP `ping` round trips (the protocol floor);
+//! - the first call of a fresh named session while the warm pool has a worker ready;
+//! - resident memory per live session (server plus all worker processes, from `/proc`).
+//!
+//! Run with the dev profile (dependencies are optimised there; a release build of the whole
+//! tree is slow):
+//!
+//! ```text
+//! cargo build --bins && cargo bench -p mcpk-tests --bench kernel --profile dev
+//! ```
+//!
+//! Linux only (reads `/proc`).
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark reports its table on stdout"
+)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use mcpk_tests::{ExecuteResult as _, Server};
+
+/// Round trips measured for `execute` and for `ping`.
+const ROUND_TRIPS: usize = 500;
+/// Fresh sessions whose first call is measured.
+const FRESH_SESSIONS: usize = 100;
+/// Live sessions opened for the memory measurement.
+const LIVE_SESSIONS: usize = 50;
+/// The server's default warm pool size.
+const WARM_WORKERS: usize = 2;
+/// How long to wait for the pool to reach its expected size.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    println!(
+        "mcp-kernel benchmark: {}",
+        mcpk_tests::binary_path().display()
+    );
+    let (execute, ping) = round_trips().await?;
+    let fresh = fresh_sessions().await?;
+    let memory = memory_per_session().await?;
+
+    println!();
+    println!(
+        "{:<34} {:>5} {:>10} {:>10} {:>10}",
+        "measurement", "n", "p50", "p99", "mean"
+    );
+    for (name, samples) in [
+        ("execute(\"return 1\")", &execute),
+        ("ping", &ping),
+        ("first call of a fresh session", &fresh),
+    ] {
+        let stats = Stats::of(samples);
+        println!(
+            "{:<34} {:>5} {:>10} {:>10} {:>10}",
+            name,
+            samples.len(),
+            ms(stats.p50),
+            ms(stats.p99),
+            ms(stats.mean)
+        );
+    }
+    let (execute, ping) = (Stats::of(&execute), Stats::of(&ping));
+    println!();
+    println!(
+        "execute / ping: {:.1}x at p50, {:.1}x at p99",
+        ratio(execute.p50, ping.p50),
+        ratio(execute.p99, ping.p99)
+    );
+    println!(
+        "RSS per live session: {:.1} MiB ({} sessions; server + workers {:.1} MiB in {} \
+         processes before, {:.1} MiB in {} processes after)",
+        memory.per_session_kib as f64 / 1024.0,
+        LIVE_SESSIONS,
+        memory.before.rss_kib as f64 / 1024.0,
+        memory.before.processes,
+        memory.after.rss_kib as f64 / 1024.0,
+        memory.after.processes,
+    );
+    Ok(())
+}
+
+/// N sequential `execute("return 1")` calls, then N pings, on one warmed-up connection.
+async fn round_trips() -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let server = Server::start().await;
+    for _ in 0..20 {
+        check(&server.execute("return 1").await)?;
+        server.ping().await;
+    }
+    let mut execute = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let started = Instant::now();
+        let result = server.execute("return 1").await;
+        execute.push(started.elapsed());
+        check(&result)?;
+    }
+    let mut ping = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let started = Instant::now();
+        server.ping().await;
+        ping.push(started.elapsed());
+    }
+    Ok((execute, ping))
+}
+
+/// The first call of each of N new sessions, one at a time, each after the pool has refilled.
+async fn fresh_sessions() -> anyhow::Result<Vec<Duration>> {
+    let server = Server::start().await;
+    let mut samples = Vec::with_capacity(FRESH_SESSIONS);
+    for i in 0..FRESH_SESSIONS {
+        // i sessions hold a worker each, plus the warm pool.
+        wait_for_workers(server.pid(), i + WARM_WORKERS).await?;
+        let started = Instant::now();
+        let result = server.execute_in(&format!("fresh-{i}"), "return 1").await;
+        samples.push(started.elapsed());
+        check(&result)?;
+    }
+    Ok(samples)
+}
+
+struct Memory {
+    before: TreeRss,
+    after: TreeRss,
+    per_session_kib: u64,
+}
+
+/// RSS of the server and its workers with no session, then with K live sessions.
+async fn memory_per_session() -> anyhow::Result<Memory> {
+    let server = Server::start().await;
+    wait_for_workers(server.pid(), WARM_WORKERS).await?;
+    let before = tree_rss(server.pid())?;
+    for i in 0..LIVE_SESSIONS {
+        let result = server
+            .execute_in(
+                &format!("live-{i}"),
+                &format!("mcp.state.i = {i}; return 1"),
+            )
+            .await;
+        check(&result)?;
+    }
+    wait_for_workers(server.pid(), LIVE_SESSIONS + WARM_WORKERS).await?;
+    let after = tree_rss(server.pid())?;
+    let per_session_kib = after.rss_kib.saturating_sub(before.rss_kib) / LIVE_SESSIONS as u64;
+    Ok(Memory {
+        before,
+        after,
+        per_session_kib,
+    })
+}
+
+fn check(result: &rmcp::model::CallToolResult) -> anyhow::Result<()> {
+    ensure!(!result.is_error(), "execute failed: {}", result.text());
+    Ok(())
+}
+
+/// Waits until the server has exactly `workers` descendant processes.
+async fn wait_for_workers(server: u32, workers: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SETTLE_DEADLINE;
+    loop {
+        let count = descendants(server)?.len();
+        if count == workers {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the server has {count} worker processes, expected {workers}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct TreeRss {
+    rss_kib: u64,
+    processes: usize,
+}
+
+/// Summed `VmRSS` of `root` and all its descendants.
+fn tree_rss(root: u32) -> anyhow::Result<TreeRss> {
+    let mut pids = descendants(root)?;
+    pids.push(root);
+    let mut rss_kib = 0;
+    for pid in &pids {
+        rss_kib += vm_rss_kib(*pid)?;
+    }
+    Ok(TreeRss {
+        rss_kib,
+        processes: pids.len(),
+    })
+}
+
+fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .with_context(|| format!("no VmRSS for {pid}"))?;
+    let kib = line
+        .split_whitespace()
+        .nth(1)
+        .with_context(|| format!("bad VmRSS line {line:?}"))?;
+    Ok(kib.parse()?)
+}
+
+/// Every process below `root`, found by walking the parent links in `/proc/*/stat`.
+fn descendants(root: u32) -> anyhow::Result<Vec<u32>> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(pid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A process may exit between read_dir and this read.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may contain spaces and parentheses.
+        let Some((_, fields)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = fields.split_whitespace();
+        let (Some(state), Some(ppid)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        // Zombies (exited, not yet reaped) hold no memory and are not workers.
+        let Ok(ppid) = ppid.parse::<u32>() else {
+            continue;
+        };
+        if state == "Z" {
+            continue;
+        }
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![root];
+    while let Some(pid) = queue.pop() {
+        for child in children.get(&pid).into_iter().flatten() {
+            found.push(*child);
+            queue.push(*child);
+        }
+    }
+    Ok(found)
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+impl Stats {
+    fn of(samples: &[Duration]) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let at = |percent: usize| sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)];
+        let total: Duration = sorted.iter().sum();
+        Self {
+            p50: at(50),
+            p99: at(99),
+            mean: total / u32::try_from(sorted.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.3} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(f64::EPSILON)
+}

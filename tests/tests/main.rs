@@ -1,1 +1,14 @@
+//! Integration tests: a real MCP client (rmcp) against the real `mcp-kernel` binary over stdio.
+//!
+//! Run `cargo build --bins` first: the binary belongs to another package, so cargo does not
+//! build it for this one. One test binary, one module per area (wasmtime's `tests/all`).
 
+mod args;
+mod concurrency;
+mod execute;
+mod json;
+mod limits;
+mod microtasks;
+mod state;
+mod timeouts;
+mod unicode;

@@ -1,0 +1,124 @@
+//! Protocol faults: wrong or missing arguments and unknown tools are JSON-RPC errors (-32602)
+//! whose message names the field, and the server keeps answering afterwards.
+
+use mcpk_tests::{ExecuteResult as _, Server};
+use rmcp::model::ErrorCode;
+use serde_json::{Value, json};
+
+/// Each case: the arguments, then the pieces the error message must contain.
+fn bad_arguments() -> Vec<(Value, &'static [&'static str])> {
+    vec![
+        (json!({}), &["missing required field `code`"]),
+        (Value::Null, &["missing required field `code`"]),
+        (json!({"code": 42}), &["`code`", "string", "42"]),
+        (json!({"code": ["1"]}), &["`code`", "string"]),
+        (
+            json!({"code": "1", "timeout_ms": "100"}),
+            &["`timeout_ms`", "integer from 1 to 60000", "\"100\""],
+        ),
+        (
+            json!({"code": "1", "timeout_ms": 0}),
+            &["`timeout_ms`", "integer from 1 to 60000", "got 0"],
+        ),
+        (
+            json!({"code": "1", "timeout_ms": 60001}),
+            &["`timeout_ms`", "got 60001"],
+        ),
+        (
+            json!({"code": "1", "timeout_ms": 1.5}),
+            &["`timeout_ms`", "1.5"],
+        ),
+        (
+            json!({"code": "1", "timeout_ms": -1}),
+            &["`timeout_ms`", "-1"],
+        ),
+        (
+            json!({"code": "1", "sesion": "a"}),
+            &["unknown field `sesion`"],
+        ),
+        (json!({"code": "1", "session": ""}), &["`session`"]),
+        (json!({"code": "1", "session": "no spaces"}), &["`session`"]),
+        (json!({"code": "1", "session": 7}), &["`session`"]),
+    ]
+}
+
+#[tokio::test]
+async fn bad_arguments_are_invalid_params_naming_the_field() {
+    let server = Server::start().await;
+    for (arguments, needles) in bad_arguments() {
+        let error = server.execute_rejected(arguments.clone()).await;
+        assert_eq!(
+            error.code,
+            ErrorCode::INVALID_PARAMS,
+            "{arguments}: {error:?}"
+        );
+        assert!(
+            error.message.starts_with("execute: "),
+            "{arguments}: {}",
+            error.message
+        );
+        for needle in needles {
+            assert!(
+                error.message.contains(needle),
+                "{arguments}: message {:?} lacks {needle:?}",
+                error.message
+            );
+        }
+    }
+    // Still serving.
+    server.ping().await;
+    let tools = server.client().list_all_tools().await.expect("tools/list");
+    assert_eq!(tools.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_tool_is_invalid_params_naming_it() {
+    let server = Server::start().await;
+    let error = server
+        .call_tool("exec", json!({"code": "1"}))
+        .await
+        .expect_err("an unknown tool is a JSON-RPC error");
+    assert_eq!(error.code, ErrorCode::INVALID_PARAMS);
+    assert!(error.message.contains("Unknown tool"), "{}", error.message);
+    assert!(error.message.contains("exec"), "{}", error.message);
+    server.ping().await;
+}
+
+#[tokio::test]
+async fn the_server_still_runs_code_after_rejecting_arguments() {
+    let server = Server::start().await;
+    for (arguments, _) in bad_arguments() {
+        server.execute_rejected(arguments).await;
+    }
+    let result = server.execute("return 40 + 2").await;
+    assert_eq!(result.value(), &json!(42));
+}
+
+#[tokio::test]
+async fn the_tool_list_documents_the_contract() {
+    let server = Server::start().await;
+    let info = server.client().peer_info().expect("server info");
+    let implementation = info.server_info.as_ref().expect("serverInfo");
+    assert_eq!(implementation.name, "mcp-kernel");
+    assert_eq!(implementation.version, env!("CARGO_PKG_VERSION"));
+    assert!(info.instructions.as_deref().is_some_and(|i| !i.is_empty()));
+
+    let tools = server.client().list_all_tools().await.expect("tools/list");
+    let [tool] = tools.as_slice() else {
+        panic!("expected exactly one tool: {tools:?}")
+    };
+    assert_eq!(tool.name, "execute");
+    let description = tool.description.as_deref().unwrap_or_default();
+    assert!(
+        description.split_whitespace().count() <= 120,
+        "{description}"
+    );
+    let schema = Value::Object(tool.input_schema.as_ref().clone());
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["required"], json!(["code"]));
+    assert_eq!(schema["properties"]["timeout_ms"]["maximum"], 60000);
+    let annotations = tool.annotations.as_ref().expect("annotations");
+    assert_eq!(annotations.read_only_hint, Some(false));
+    assert_eq!(annotations.idempotent_hint, Some(false));
+    assert_eq!(annotations.open_world_hint, Some(false));
+}

@@ -1,0 +1,185 @@
+//! The basic contract: async function body, last expression as the result, captured console.
+
+use mcpk_tests::{ExecuteResult as _, Server};
+use serde_json::{Value, json};
+
+/// A snippet beside the result it must produce.
+const LAST_EXPRESSION_CASES: &[(&str, &str)] = &[
+    ("1+1", "2"),
+    ("let x = 3; x*2", "6"),
+    ("'a' + 'b';", r#""ab""#),
+    ("const o = {a: 1}; o", r#"{"a":1}"#),
+    ("let y = 1;", "null"),
+    ("function f() { return 1 }", "null"),
+    ("", "null"),
+    ("42; return 7", "7"),
+    ("if (true) { return 'early' } 'late'", r#""early""#),
+    ("return", "null"),
+    ("const v = await Promise.resolve(5); v + 1", "6"),
+    (
+        "await null; [1, 'two', {three: 3}]",
+        r#"[1,"two",{"three":3}]"#,
+    ),
+];
+
+#[tokio::test]
+async fn the_last_expression_is_the_result_unless_return_wins() {
+    let server = Server::start().await;
+    for (code, expected) in LAST_EXPRESSION_CASES {
+        let result = server.execute(code).await;
+        assert!(!result.is_error(), "{code}: {}", result.text());
+        assert_eq!(result.text(), *expected, "{code}");
+        let expected: Value = serde_json::from_str(expected).unwrap();
+        assert_eq!(result.value(), &expected, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn structured_content_has_result_logs_duration_and_session() {
+    let server = Server::start().await;
+    let result = server.execute("console.log('hi'); return {n: 1}").await;
+    let structured = result.structured();
+    assert_eq!(structured["result"], json!({"n": 1}));
+    assert_eq!(
+        structured["logs"],
+        json!([{"level": "log", "message": "hi"}])
+    );
+    assert_eq!(structured["session"], "default");
+    assert!(structured["duration_ms"].is_u64(), "{structured}");
+    assert_eq!(result.text(), "{\"n\":1}\n[log] hi");
+
+    let result = server.execute_in("other.session:1", "return 1").await;
+    assert_eq!(result.structured()["session"], "other.session:1");
+}
+
+#[tokio::test]
+async fn promise_chains_queued_before_return_run_before_the_call_ends() {
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "Promise.resolve().then(() => console.log('then 1')).then(() => console.log('then 2'));\n\
+             (async () => { await null; console.log('async fn'); })();\n\
+             return 'returned';",
+        )
+        .await;
+    assert_eq!(result.value(), "returned");
+    let messages: Vec<String> = result.logs().into_iter().map(|(_, m)| m).collect();
+    assert_eq!(messages, ["then 1", "async fn", "then 2"]);
+}
+
+#[tokio::test]
+async fn console_levels_are_captured_in_order() {
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "console.log('a', 1, {b: 2}); console.info('i'); console.warn('w');\n\
+             console.error('e'); console.debug('d'); return null",
+        )
+        .await;
+    let logs = result.logs();
+    let levels: Vec<&str> = logs.iter().map(|(level, _)| level.as_str()).collect();
+    assert_eq!(levels, ["log", "info", "warn", "error", "debug"]);
+    assert!(logs[0].1.starts_with("a 1 "), "{:?}", logs[0]);
+    assert_eq!(&logs[1].1, "i");
+    assert!(
+        result
+            .text()
+            .ends_with("\n[info] i\n[warn] w\n[error] e\n[debug] d"),
+        "{}",
+        result.text()
+    );
+}
+
+#[tokio::test]
+async fn console_output_past_max_log_bytes_is_cut_with_a_marker() {
+    let server = Server::start_with(&["--max-log-bytes", "1000"]).await;
+    let result = server
+        .execute("for (let i = 0; i < 100; i++) console.log(String(i).padStart(3, '0') + 'x'.repeat(96)); return 'done'")
+        .await;
+    assert_eq!(result.value(), "done");
+    let logs = result.logs();
+    let (marker_level, marker) = logs.last().expect("logs");
+    assert_eq!(marker_level, "warn");
+    assert!(
+        marker.contains("truncat") || marker.contains("dropped"),
+        "{marker}"
+    );
+    let kept = &logs[..logs.len() - 1];
+    assert!(
+        !kept.is_empty() && kept.len() < 100,
+        "{} lines kept",
+        kept.len()
+    );
+    let kept_bytes: usize = kept.iter().map(|(_, m)| m.len()).sum();
+    assert!(kept_bytes <= 1000, "{kept_bytes} bytes kept");
+    // The first lines are the ones kept, in order.
+    assert!(kept[0].1.starts_with("000x"), "{:?}", kept[0]);
+    assert!(result.text().contains(marker.as_str()));
+}
+
+#[tokio::test]
+async fn a_large_result_is_truncated_with_a_note() {
+    let server = Server::start().await;
+    let result = server.execute("return 'x'.repeat(100000)").await;
+    assert!(!result.is_error(), "{}", result.text());
+    let structured = result.structured();
+    assert_eq!(
+        structured["truncated"],
+        json!({"total_bytes": 100_002, "limit_bytes": 32768})
+    );
+    let cut = structured["result"].as_str().expect("the cut JSON text");
+    assert!(cut.len() <= 32768 && cut.len() > 32000, "{}", cut.len());
+    assert!(cut.starts_with("\"xxx"));
+    assert!(result.text().starts_with(cut));
+    assert!(
+        result.text().contains("Filter or summarise"),
+        "{}",
+        &result.text()[cut.len()..]
+    );
+
+    // A result under the limit is not marked.
+    let result = server.execute("return 'x'.repeat(100)").await;
+    assert!(result.structured().get("truncated").is_none());
+}
+
+#[tokio::test]
+async fn a_thrown_error_reports_name_message_stack_and_logs() {
+    let server = Server::start().await;
+    let result = server
+        .execute("console.log('before'); class MyError extends Error { constructor(m) { super(m); this.name = 'MyError' } }\nthrow new MyError('boom')")
+        .await;
+    assert!(result.is_error());
+    assert_eq!(result.error_name(), "MyError");
+    assert!(
+        result.error_message().contains("boom"),
+        "{}",
+        result.error_message()
+    );
+    assert!(
+        result.text().starts_with("MyError: boom"),
+        "{}",
+        result.text()
+    );
+    assert!(
+        result.text().ends_with("\n[log] before"),
+        "{}",
+        result.text()
+    );
+    assert_eq!(result.logs(), [("log".to_owned(), "before".to_owned())]);
+
+    let result = server.execute("null.x").await;
+    assert_eq!(result.error_name(), "TypeError");
+    let result = server
+        .execute("await Promise.reject(new RangeError('r'))")
+        .await;
+    assert_eq!(result.error_name(), "RangeError");
+    let result = server.execute("this is not javascript").await;
+    assert_eq!(result.error_name(), "SyntaxError");
+    let result = server.execute("throw 'a string'").await;
+    assert!(result.is_error());
+    assert!(
+        result.error_message().contains("a string"),
+        "{}",
+        result.error_message()
+    );
+}

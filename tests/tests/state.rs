@@ -1,0 +1,123 @@
+//! `mcp.state`: persists across calls, committed on success, rolled back on failure.
+
+use mcpk_tests::{ExecuteResult as _, Server};
+use serde_json::json;
+
+#[tokio::test]
+async fn state_persists_across_calls() {
+    let server = Server::start().await;
+    assert_eq!(server.execute("mcp.state.n = 1").await.value(), &json!(1));
+    assert_eq!(
+        server.execute("return ++mcp.state.n").await.value(),
+        &json!(2)
+    );
+    assert_eq!(
+        server.execute("return ++mcp.state.n").await.value(),
+        &json!(3)
+    );
+    assert_eq!(
+        server
+            .execute("mcp.state.list = [1, {a: 'b'}]; return mcp.state")
+            .await
+            .value(),
+        &json!({"n": 3, "list": [1, {"a": "b"}]})
+    );
+    assert_eq!(
+        server.execute("return mcp.state").await.value(),
+        &json!({"n": 3, "list": [1, {"a": "b"}]})
+    );
+}
+
+#[tokio::test]
+async fn locals_do_not_outlive_the_call() {
+    let server = Server::start().await;
+    server
+        .execute("var v = 1; let l = 2; globalThis.g = 3; return 0")
+        .await;
+    let result = server.execute("return [typeof v, typeof l]").await;
+    assert_eq!(result.value(), &json!(["undefined", "undefined"]));
+}
+
+#[tokio::test]
+async fn a_throw_rolls_state_back_and_says_so() {
+    let server = Server::start().await;
+    server
+        .execute("mcp.state.n = 1; mcp.state.keep = 'yes'")
+        .await;
+    let result = server
+        .execute(
+            "mcp.state.n = 99; delete mcp.state.keep; mcp.state.added = true;\n\
+             console.log('about to throw');\n\
+             function inner() { throw new Error('boom') }\n\
+             inner()",
+        )
+        .await;
+    assert!(result.is_error());
+    assert_eq!(result.error_name(), "Error");
+    let message = result.error_message();
+    assert!(message.contains("boom"), "{message}");
+    assert!(message.contains("rolled back"), "{message}");
+    let stack = result.error()["stack"].as_str().expect("a stack");
+    assert!(!stack.is_empty());
+    assert_eq!(
+        result.logs(),
+        [("log".to_owned(), "about to throw".to_owned())]
+    );
+
+    let result = server.execute("return mcp.state").await;
+    assert_eq!(result.value(), &json!({"n": 1, "keep": "yes"}));
+}
+
+#[tokio::test]
+async fn a_rejected_await_rolls_state_back() {
+    let server = Server::start().await;
+    server.execute("mcp.state.n = 1").await;
+    let result = server
+        .execute("mcp.state.n = 2; await null; mcp.state.n = 3; await Promise.reject(new TypeError('nope'))")
+        .await;
+    assert_eq!(result.error_name(), "TypeError");
+    assert!(
+        result.error_message().contains("rolled back"),
+        "{}",
+        result.error_message()
+    );
+    assert_eq!(
+        server.execute("return mcp.state.n").await.value(),
+        &json!(1)
+    );
+}
+
+#[tokio::test]
+async fn state_that_is_not_json_serialisable_fails_the_call_and_is_not_committed() {
+    let server = Server::start().await;
+    server.execute("mcp.state.n = 1").await;
+    let result = server
+        .execute("mcp.state.n = 2; mcp.state.big = 10n; return 'ok'")
+        .await;
+    assert!(result.is_error(), "{}", result.text());
+    assert!(
+        result.error_message().contains("BigInt"),
+        "{}",
+        result.error_message()
+    );
+    assert_eq!(
+        server.execute("return mcp.state").await.value(),
+        &json!({"n": 1})
+    );
+}
+
+#[tokio::test]
+async fn sessions_have_separate_state() {
+    let server = Server::start().await;
+    server.execute_in("a", "mcp.state.who = 'a'").await;
+    server.execute_in("b", "mcp.state.who = 'b'").await;
+    assert_eq!(
+        server.execute_in("a", "return mcp.state.who").await.value(),
+        "a"
+    );
+    assert_eq!(
+        server.execute_in("b", "return mcp.state.who").await.value(),
+        "b"
+    );
+    assert_eq!(server.execute("return mcp.state").await.value(), &json!({}));
+}
