@@ -32,12 +32,10 @@ pub enum KernelError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The worker did not become ready within `startup` (it crashed or hung while starting).
-    #[error("kernel worker failed to start within {startup:?}: {reason}")]
+    /// The worker exited, or sent no `Ready` frame within 10 s, while starting.
+    #[error("kernel worker failed to start: {reason}")]
     Startup {
-        /// How long the supervisor waited.
-        startup: Duration,
-        /// What went wrong, with the worker's last stderr line when there was one.
+        /// What went wrong, with the worker's telling stderr line when there was one.
         reason: String,
     },
     /// The worker broke the protocol or died while restoring a session.
@@ -154,11 +152,10 @@ impl Worker {
         let reason = match ready {
             Ok(Ok(())) => return Ok(worker),
             Ok(Err(reason)) => reason,
-            Err(_) => "no Ready frame".to_owned(),
+            Err(_) => format!("no Ready frame within {STARTUP_TIMEOUT:?}"),
         };
         let status = worker.reap().await;
         Err(KernelError::Startup {
-            startup: STARTUP_TIMEOUT,
             reason: format!("{reason} ({})", worker.death_summary(status)),
         })
     }

@@ -133,12 +133,8 @@ impl Engine {
 
     /// Replaces `mcp.state` with committed JSON text from the supervisor.
     pub(crate) fn restore(&mut self, state: String) -> FromWorker {
-        let arg = JsValue::from(JsString::from(state.as_str()));
-        match self
-            .set_state
-            .call(&JsValue::undefined(), &[arg], &mut self.context)
-        {
-            Ok(_) => {
+        match self.set_state(&state) {
+            Ok(()) => {
                 self.committed = state;
                 FromWorker::Restored
             }
@@ -152,6 +148,21 @@ impl Engine {
                 poisoned: false,
             },
         }
+    }
+
+    /// `mcp.state = JSON.parse(json)`, for JSON text that may hold lone surrogates.
+    fn set_state(&mut self, json: &str) -> JsResult<()> {
+        let (text, protected) = match protect_lone_surrogates(json) {
+            Some(text) => (text, true),
+            None => (json.to_owned(), false),
+        };
+        let args = [
+            JsValue::from(JsString::from(text.as_str())),
+            JsValue::from(protected),
+        ];
+        self.set_state
+            .call(&JsValue::undefined(), &args, &mut self.context)?;
+        Ok(())
     }
 
     /// Runs one call to completion and returns its `Done` or `Failed` frame. `inbound` carries
@@ -387,11 +398,9 @@ impl Engine {
         poisoned: bool,
     ) -> FromWorker {
         self.executor.clear();
-        let committed = JsValue::from(JsString::from(self.committed.as_str()));
-        let restored = self
-            .set_state
-            .call(&JsValue::undefined(), &[committed], &mut self.context)
-            .is_ok();
+        let committed = std::mem::take(&mut self.committed);
+        let restored = self.set_state(&committed).is_ok();
+        self.committed = committed;
         FromWorker::Failed {
             id,
             error: CallError {
@@ -402,6 +411,69 @@ impl Engine {
             poisoned: poisoned || !restored,
         }
     }
+}
+
+/// Marks a replaced escape in [`protect_lone_surrogates`]; a noncharacter, so it is rare in
+/// real text, and doubled when it does occur.
+const SENTINEL: char = '\u{FDD0}';
+
+/// Boa 0.22's `JSON.parse` validates with serde_json, which rejects the `\uD800`-style escapes
+/// that `JSON.stringify` writes for lone surrogates. Rewrites each such escape in JSON text to
+/// `SENTINEL` + its 4 hex digits (and each literal `SENTINEL` to two), so the text parses and
+/// the prelude's `unprotect` can restore the exact strings. `None` when there is nothing to
+/// rewrite, the common case.
+fn protect_lone_surrogates(json: &str) -> Option<String> {
+    let escaped_unit = |rest: &str| {
+        (rest.len() >= 5 && rest.as_bytes()[0] == b'u' && rest.is_char_boundary(5))
+            .then(|| u16::from_str_radix(&rest[1..5], 16).ok())
+            .flatten()
+    };
+    let is_surrogate_escape =
+        |rest: &str| escaped_unit(rest).is_some_and(|u| (0xD800..=0xDFFF).contains(&u));
+    let is_sentinel_escape = |rest: &str| escaped_unit(rest) == Some(SENTINEL as u16);
+    let mut needed = json.contains(SENTINEL);
+    let mut rest = json;
+    while !needed && let Some(i) = rest.find('\\') {
+        let after = &rest[i + 1..];
+        needed = is_surrogate_escape(after) || is_sentinel_escape(after);
+        // Skip the escaped character so `\\ud800` (a backslash, then text) is not mistaken.
+        rest = &after[after.chars().next().map_or(0, char::len_utf8)..];
+    }
+    if !needed {
+        return None;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    let mut chars = json.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            SENTINEL => {
+                out.push(SENTINEL);
+                out.push(SENTINEL);
+            }
+            '\\' if is_sentinel_escape(&json[i + 1..]) => {
+                out.push(SENTINEL);
+                out.push(SENTINEL);
+                for _ in 0..5 {
+                    chars.next();
+                }
+            }
+            '\\' if is_surrogate_escape(&json[i + 1..]) => {
+                out.push(SENTINEL);
+                out.push_str(&json[i + 2..i + 6]);
+                for _ in 0..5 {
+                    chars.next();
+                }
+            }
+            '\\' => {
+                out.push('\\');
+                if let Some((_, escaped)) = chars.next() {
+                    out.push(escaped);
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 /// Keeps the first `MAX_STACK_FRAMES` lines of a stack; deep recursion otherwise produces
@@ -419,6 +491,27 @@ fn shorten_stack(stack: String) -> String {
         .join("\n");
     short.push_str(&format!("\n    … {} more frames", total - MAX_STACK_FRAMES));
     short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protect_lone_surrogates;
+
+    #[test]
+    fn plain_json_is_left_alone() {
+        assert_eq!(
+            protect_lone_surrogates(r#"{"a":"\\ud800 \u0041 😀"}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_and_sentinels_are_rewritten() {
+        assert_eq!(
+            protect_lone_surrogates(r#"{"\udc00":"x\ud800\\ud800\uFDD0"}"#).as_deref(),
+            Some("{\"\u{FDD0}dc00\":\"x\u{FDD0}d800\\\\ud800\u{FDD0}\u{FDD0}\"}")
+        );
+    }
 }
 
 enum RunError {

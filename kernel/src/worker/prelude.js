@@ -151,12 +151,30 @@
     PromiseC.resolve().then(() => fn());
   }
 
+  const SENTINEL_RE = /\uFDD0(\uFDD0|[0-9a-fA-F]{4})/g;
+  const fromCharCode = StringC.fromCharCode;
+  const parseIntC = parseInt;
+  const unprotectString = (s) => s.replace(SENTINEL_RE, (_, g) => (g === '\uFDD0' ? g : fromCharCode(parseIntC(g, 16))));
+  function unprotect(v) {
+    if (typeof v === 'string') return unprotectString(v);
+    if (v === null || typeof v !== 'object') return v;
+    if (isArray(v)) return v.map(unprotect);
+    const out = {};
+    for (const k of Object.keys(v)) {
+      Object.defineProperty(out, unprotectString(k), { value: unprotect(v[k]), writable: true, enumerable: true, configurable: true });
+    }
+    return out;
+  }
+
   const mcp = { state: {}, tools };
   return {
     mcp, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
     serialize,
     describe,
-    setState(json) { mcp.state = parse(json); },
+    // `escaped` means the Rust side replaced lone-surrogate escapes, which Boa's JSON.parse
+    // rejects, with SENTINEL + 4 hex digits (and doubled literal sentinels); undo that in every
+    // key and string.
+    setState(json, escaped) { mcp.state = escaped ? unprotect(parse(json)) : parse(json); },
     getState() { return mcp.state; },
   };
 })
