@@ -392,8 +392,9 @@ impl Worker {
 /// The stderr line that best explains a death: an allocation failure, a panic or a stack
 /// overflow when there is one, else the last line that is not a backtrace hint.
 fn telling_line(tail: &VecDeque<String>) -> Option<String> {
-    const TELLING: [&str; 4] = [
+    const TELLING: [&str; 5] = [
         "memory allocation of",
+        "stack overflow",
         "panicked at",
         "overflowed its stack",
         "mcp-kernel worker:",

@@ -493,27 +493,6 @@ fn shorten_stack(stack: String) -> String {
     short
 }
 
-#[cfg(test)]
-mod tests {
-    use super::protect_lone_surrogates;
-
-    #[test]
-    fn plain_json_is_left_alone() {
-        assert_eq!(
-            protect_lone_surrogates(r#"{"a":"\\ud800 \u0041 😀"}"#),
-            None
-        );
-    }
-
-    #[test]
-    fn lone_surrogate_escapes_and_sentinels_are_rewritten() {
-        assert_eq!(
-            protect_lone_surrogates(r#"{"\udc00":"x\ud800\\ud800\uFDD0"}"#).as_deref(),
-            Some("{\"\u{FDD0}dc00\":\"x\u{FDD0}d800\\\\ud800\u{FDD0}\u{FDD0}\"}")
-        );
-    }
-}
-
 enum RunError {
     Syntax(JsError),
     Abort(Abort),
@@ -601,5 +580,26 @@ async fn host_call(
     match reply {
         Ok(value) => JsValue::from_json(&value, &mut context.borrow_mut()),
         Err(message) => Err(JsNativeError::error().with_message(message).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protect_lone_surrogates;
+
+    #[test]
+    fn plain_json_is_left_alone() {
+        assert_eq!(
+            protect_lone_surrogates(r#"{"a":"\\ud800 \u0041 😀"}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_and_sentinels_are_rewritten() {
+        assert_eq!(
+            protect_lone_surrogates(r#"{"\udc00":"x\ud800\\ud800\uFDD0"}"#).as_deref(),
+            Some("{\"\u{FDD0}dc00\":\"x\u{FDD0}d800\\\\ud800\u{FDD0}\u{FDD0}\"}")
+        );
     }
 }
