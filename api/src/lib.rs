@@ -20,6 +20,7 @@
 
 mod args;
 mod arrival;
+mod catalog;
 mod config;
 mod json_text;
 mod response;
