@@ -32,6 +32,10 @@ pub struct ServeConfig {
     pub max_log_bytes: usize,
     /// The largest `mcp.state`, as JSON bytes, that a call may commit.
     pub max_state_bytes: usize,
+    /// Sessions open at once per server process; each live session holds one worker process
+    /// (about 4 MiB of private memory, measured by the benchmark). A call that would open one
+    /// more fails with a JSON-RPC internal error naming the limit.
+    pub max_sessions: usize,
 }
 
 impl Default for ServeConfig {
@@ -45,6 +49,7 @@ impl Default for ServeConfig {
             max_result_bytes: 32 * 1024,
             max_log_bytes: 16 * 1024,
             max_state_bytes: 8 * 1024 * 1024,
+            max_sessions: 256,
         }
     }
 }
@@ -81,6 +86,7 @@ impl ServeConfig {
             ("max-timeout-ms", self.max_timeout_ms() == 0),
             ("max-result-bytes", self.max_result_bytes == 0),
             ("max-state-bytes", self.max_state_bytes == 0),
+            ("max-sessions", self.max_sessions == 0),
         ];
         if let Some((name, _)) = positive.into_iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { name });
@@ -102,6 +108,13 @@ impl ServeConfig {
     /// [`Self::max_timeout`] in whole milliseconds.
     pub(crate) fn max_timeout_ms(&self) -> u64 {
         u64::try_from(self.max_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The part of the configuration the session manager needs.
+    pub(crate) fn session_config(&self) -> mcpk_session::SessionConfig {
+        mcpk_session::SessionConfig {
+            max_sessions: self.max_sessions,
+        }
     }
 
     /// The part of the configuration the kernel's worker pool needs.

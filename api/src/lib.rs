@@ -61,7 +61,7 @@ where
     let sessions = mcpk_session::SessionManager::new(
         pool,
         std::sync::Arc::new(mcpk_session::NoUpstreams),
-        mcpk_session::SessionConfig::default(),
+        config.session_config(),
     );
     let server = server::KernelServer::new(config, sessions);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP");

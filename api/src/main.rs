@@ -47,6 +47,9 @@ struct ServeArgs {
     /// Largest `mcp.state` a call may commit, in JSON bytes.
     #[arg(long, env = "MCP_KERNEL_MAX_STATE_BYTES", default_value_t = 8 * 1024 * 1024)]
     max_state_bytes: usize,
+    /// Sessions open at once; each holds one worker process.
+    #[arg(long, env = "MCP_KERNEL_MAX_SESSIONS", default_value_t = 256)]
+    max_sessions: usize,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.max_result_bytes = args.max_result_bytes;
     config.max_log_bytes = args.max_log_bytes;
     config.max_state_bytes = args.max_state_bytes;
+    config.max_sessions = args.max_sessions;
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

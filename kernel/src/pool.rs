@@ -27,8 +27,9 @@ pub struct KernelConfig {
     pub max_state_bytes: usize,
     /// Result JSON beyond this many bytes is truncated (default 32 KiB).
     pub max_result_bytes: usize,
-    /// Deepest nesting of arrays/objects in a result or in `mcp.state` (default 1,000 levels;
-    /// Boa's recursive `JSON.stringify` is safe well past that on the worker's 8 MiB stack).
+    /// Deepest nesting of arrays/objects in a result or in `mcp.state`, in levels (default 100).
+    /// A result goes back inside a JSON-RPC response (3 more levels), and serde_json, which
+    /// rmcp uses on both ends, refuses input nested deeper than 128 levels by default.
     pub max_json_depth: u32,
 }
 
@@ -43,7 +44,7 @@ impl KernelConfig {
             max_log_bytes: 16 << 10,
             max_state_bytes: 8 << 20,
             max_result_bytes: 32 << 10,
-            max_json_depth: 1000,
+            max_json_depth: 100,
         }
     }
 

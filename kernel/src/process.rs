@@ -362,7 +362,17 @@ impl Worker {
             tail.iter()
                 .any(|l| l.contains("memory allocation of") || l.contains("out of memory"))
         });
+        let stack_overflow = self.stderr.lock().is_ok_and(|tail| {
+            tail.iter()
+                .any(|l| l.contains("overflowed its stack") || l.contains("stack overflow"))
+        });
         let summary = self.death_summary(status);
+        if stack_overflow {
+            let message = format!(
+                "the worker overflowed its native stack (code or data nested too deeply for the engine) and was stopped; {summary}"
+            );
+            return (ErrorKind::Internal, message);
+        }
         if out_of_memory {
             let message = format!(
                 "the worker ran out of memory (memory_mib={}) and was stopped; {summary}",

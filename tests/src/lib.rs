@@ -137,6 +137,52 @@ impl Server {
         self.pid
     }
 
+    /// Process ids of the server's live worker processes (its children running
+    /// `mcp-kernel worker`), in ascending order.
+    #[must_use]
+    pub fn workers(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // Fields after the parenthesised command: state, ppid, ...
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().collect())
+                    .unwrap_or_default();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(self.pid)
+                    && fields.first() != Some(&"Z")
+                    && cmdline.ends_with(b"worker\0")
+            })
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Waits until the server has at least `n` live workers (the warm pool filling up).
+    ///
+    /// # Panics
+    /// When that does not happen within [`REQUEST_DEADLINE`].
+    pub async fn wait_for_workers(&self, n: usize) -> Vec<u32> {
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        loop {
+            let workers = self.workers();
+            if workers.len() >= n {
+                return workers;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} workers started",
+                workers.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The MCP client connection, for requests the helpers do not cover.
     #[must_use]
     pub fn client(&self) -> &RunningService<RoleClient, ()> {

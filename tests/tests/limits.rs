@@ -56,3 +56,70 @@ async fn other_sessions_are_unaffected_by_a_memory_hog() {
         "kept"
     );
 }
+
+#[tokio::test]
+async fn state_at_max_state_bytes_commits_and_one_byte_more_rolls_back() {
+    let server = Server::start_with(&["--max-state-bytes", "1000"]).await;
+    // `{"s":"xxx…"}` is the string's length plus 8 bytes.
+    let result = server.execute("mcp.state.s = 'x'.repeat(992); 0").await;
+    assert!(!result.is_error(), "{}", result.text());
+    let result = server.execute("mcp.state.s += 'y'; 0").await;
+    assert_eq!(result.error_name(), "StateLimitError");
+    assert!(
+        result.error_message().contains("1001 bytes"),
+        "{}",
+        result.error_message()
+    );
+    assert!(
+        result.error_message().contains("max_state_bytes=1000"),
+        "{}",
+        result.error_message()
+    );
+    assert!(
+        result.error_message().contains("rolled back"),
+        "{}",
+        result.error_message()
+    );
+    assert_eq!(
+        server.execute("mcp.state.s.length").await.value(),
+        &json!(992)
+    );
+}
+
+#[tokio::test]
+async fn nesting_at_100_levels_serialises_and_one_level_more_fails() {
+    let server = Server::start().await;
+    let nest = |levels: usize| format!("let v = 0; for (let i = 0; i < {levels}; i++) v = [v]; v");
+    let result = server.execute(&nest(100)).await;
+    assert!(
+        !result.is_error(),
+        "100 levels: {}",
+        &result.text()[..200.min(result.text().len())]
+    );
+    let result = server.execute(&nest(101)).await;
+    assert_eq!(result.error_name(), "SerializationError");
+    assert!(
+        result.error_message().contains("more than 100 levels"),
+        "{}",
+        result.error_message()
+    );
+}
+
+#[tokio::test]
+async fn sessions_past_max_sessions_are_refused_naming_the_limit() {
+    let server = Server::start_with(&["--max-sessions", "2"]).await;
+    server.execute_in("a", "mcp.state.v = 'a'").await;
+    server.execute_in("b", "1").await;
+    let error = server
+        .execute_rejected(json!({"code": "1", "session": "c"}))
+        .await;
+    assert!(
+        error.message.contains("max_sessions=2"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        server.execute_in("a", "mcp.state.v").await.value(),
+        &json!("a")
+    );
+}

@@ -6,9 +6,12 @@
 mod args;
 mod concurrency;
 mod execute;
+mod host;
 mod json;
 mod limits;
 mod microtasks;
+mod sandbox;
 mod state;
 mod timeouts;
 mod unicode;
+mod workers;

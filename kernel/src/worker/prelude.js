@@ -37,7 +37,7 @@
       }
       if (val !== null && typeof val === 'object') {
         const d = root ? 0 : depth.get(this) + 1;
-        if (d > maxDepth) {
+        if (d >= maxDepth) {
           throw new RangeErrorC(`${pathOf(this, key)} is nested more than ${maxDepth} levels deep`);
         }
         for (let h = root ? undefined : this; h !== undefined; h = parent.get(h)) {
