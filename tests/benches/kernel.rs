@@ -3,13 +3,16 @@
 //!
 //! - `execute("return 1")` round trips against MCP `ping` round trips (the protocol floor);
 //! - the first call of a fresh named session while the warm pool has a worker ready;
-//! - resident memory per live session (server plus all worker processes, from `/proc`).
+//! - memory per live session: the growth of PSS and of RSS summed over the server and all its
+//!   worker processes (from `/proc`), divided by the number of sessions opened.
 //!
 //! Run with the dev profile (dependencies are optimised there; a release build of the whole
-//! tree is slow):
+//! tree is slow), or against a release binary by pointing `MCP_KERNEL_BIN` at it:
 //!
 //! ```text
 //! cargo build --bins && cargo bench -p mcpk-tests --bench kernel --profile dev
+//! cargo build --release --bin mcp-kernel && \
+//!   MCP_KERNEL_BIN=target/release/mcp-kernel cargo bench -p mcpk-tests --bench kernel --profile dev
 //! ```
 //!
 //! Linux only (reads `/proc`).
@@ -80,14 +83,21 @@ async fn run() -> anyhow::Result<()> {
         ratio(execute.p99, ping.p99)
     );
     println!(
-        "RSS per live session: {:.1} MiB ({} sessions; server + workers {:.1} MiB in {} \
-         processes before, {:.1} MiB in {} processes after)",
+        "memory per live session: {:.1} MiB PSS, {:.1} MiB RSS ({} sessions; server + workers \
+         {:.1} MiB PSS / {:.1} MiB RSS in {} processes before, {:.1} / {:.1} MiB in {} after)",
+        memory.per_session_pss_kib as f64 / 1024.0,
         memory.per_session_kib as f64 / 1024.0,
         LIVE_SESSIONS,
+        memory.before.pss_kib as f64 / 1024.0,
         memory.before.rss_kib as f64 / 1024.0,
         memory.before.processes,
+        memory.after.pss_kib as f64 / 1024.0,
         memory.after.rss_kib as f64 / 1024.0,
         memory.after.processes,
+    );
+    println!(
+        "(RSS counts the shared pages of the mcp-kernel binary once per worker; PSS splits them \
+         between the processes that share them)"
     );
     Ok(())
 }
@@ -134,6 +144,7 @@ struct Memory {
     before: TreeRss,
     after: TreeRss,
     per_session_kib: u64,
+    per_session_pss_kib: u64,
 }
 
 /// RSS of the server and its workers with no session, then with K live sessions.
@@ -153,10 +164,12 @@ async fn memory_per_session() -> anyhow::Result<Memory> {
     wait_for_workers(server.pid(), LIVE_SESSIONS + WARM_WORKERS).await?;
     let after = tree_rss(server.pid())?;
     let per_session_kib = after.rss_kib.saturating_sub(before.rss_kib) / LIVE_SESSIONS as u64;
+    let per_session_pss_kib = after.pss_kib.saturating_sub(before.pss_kib) / LIVE_SESSIONS as u64;
     Ok(Memory {
         before,
         after,
         per_session_kib,
+        per_session_pss_kib,
     })
 }
 
@@ -182,34 +195,39 @@ async fn wait_for_workers(server: u32, workers: usize) -> anyhow::Result<()> {
 
 struct TreeRss {
     rss_kib: u64,
+    pss_kib: u64,
     processes: usize,
 }
 
-/// Summed `VmRSS` of `root` and all its descendants.
+/// Summed `VmRSS` and `Pss` of `root` and all its descendants. RSS counts the binary's shared
+/// file pages once per process; PSS splits shared pages between the processes that map them,
+/// so the PSS sum is the memory the tree really occupies.
 fn tree_rss(root: u32) -> anyhow::Result<TreeRss> {
     let mut pids = descendants(root)?;
     pids.push(root);
-    let mut rss_kib = 0;
+    let (mut rss_kib, mut pss_kib) = (0, 0);
     for pid in &pids {
-        rss_kib += vm_rss_kib(*pid)?;
+        rss_kib += kib_field(&format!("/proc/{pid}/status"), "VmRSS:")?;
+        pss_kib += kib_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")?;
     }
     Ok(TreeRss {
         rss_kib,
+        pss_kib,
         processes: pids.len(),
     })
 }
 
-fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("read /proc/{pid}/status"))?;
-    let line = status
+/// The value in KiB of the `name` line of a /proc file such as `VmRSS:   18740 kB`.
+fn kib_field(path: &str, name: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+    let line = text
         .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .with_context(|| format!("no VmRSS for {pid}"))?;
+        .find(|line| line.starts_with(name))
+        .with_context(|| format!("no {name} in {path}"))?;
     let kib = line
         .split_whitespace()
         .nth(1)
-        .with_context(|| format!("bad VmRSS line {line:?}"))?;
+        .with_context(|| format!("bad line {line:?} in {path}"))?;
     Ok(kib.parse()?)
 }
 
