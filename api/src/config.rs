@@ -36,6 +36,11 @@ pub struct ServeConfig {
     /// (about 4 MiB of private memory, measured by the benchmark). A call that would open one
     /// more fails with a JSON-RPC internal error naming the limit.
     pub max_sessions: usize,
+    /// Upstream MCP servers, in Claude Desktop's `{"mcpServers": {...}}` format; `None` runs
+    /// the embedded default with no upstream.
+    pub upstream_config: Option<PathBuf>,
+    /// Connect and call timeouts of the upstream servers.
+    pub upstream_limits: crate::upstream::UpstreamLimits,
 }
 
 impl Default for ServeConfig {
@@ -50,6 +55,8 @@ impl Default for ServeConfig {
             max_log_bytes: 16 * 1024,
             max_state_bytes: 8 * 1024 * 1024,
             max_sessions: 256,
+            upstream_config: None,
+            upstream_limits: crate::upstream::UpstreamLimits::default(),
         }
     }
 }

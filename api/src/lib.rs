@@ -24,9 +24,12 @@ mod catalog;
 mod config;
 mod json_text;
 mod response;
+mod search;
 mod server;
+mod upstream;
 
 pub use config::{ConfigError, ServeConfig};
+pub use upstream::{UpstreamConfigError, UpstreamLimits};
 
 use anyhow::Context as _;
 use rmcp::ServiceExt as _;
@@ -56,14 +59,8 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    config.validate().context("invalid configuration")?;
-    let pool = mcpk_kernel::WorkerPool::start(config.kernel_config());
-    let sessions = mcpk_session::SessionManager::new(
-        pool,
-        std::sync::Arc::new(mcpk_session::NoUpstreams),
-        config.session_config(),
-    );
-    let server = server::KernelServer::new(config, sessions);
+    let (sessions, upstreams) = start(&config)?;
+    let server = server::KernelServer::new(config, sessions, upstreams);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP");
     let transport = arrival::Stamped::new(AsyncRwTransport::new_server(read, write));
     let running = server
@@ -73,4 +70,65 @@ where
     let reason = running.waiting().await.context("the MCP service failed")?;
     tracing::info!(?reason, "MCP connection closed");
     Ok(())
+}
+
+/// Validates `config`, loads the upstream configuration, and starts the upstreams (in the
+/// background) and the worker pool.
+fn start(
+    config: &ServeConfig,
+) -> anyhow::Result<(
+    mcpk_session::SessionManager,
+    std::sync::Arc<upstream::Upstreams>,
+)> {
+    config.validate().context("invalid configuration")?;
+    let servers = match &config.upstream_config {
+        Some(path) => upstream::config::load(path)?,
+        None => Vec::new(),
+    };
+    let upstreams = upstream::Upstreams::start(servers, config.upstream_limits);
+    let pool = mcpk_kernel::WorkerPool::start(config.kernel_config());
+    let host: std::sync::Arc<dyn mcpk_session::HostHandler> =
+        std::sync::Arc::new(upstream::UpstreamHost::new(upstreams.clone()));
+    let sessions = mcpk_session::SessionManager::new(pool, host, config.session_config());
+    Ok((sessions, upstreams))
+}
+
+/// What [`run_script`] produced.
+#[derive(Debug)]
+pub struct ScriptRun {
+    /// The call's result or error, and its logs.
+    pub outcome: mcpk_session::CallOutcome,
+    /// Wall-clock time of the call itself, excluding start-up.
+    pub duration: std::time::Duration,
+}
+
+/// Runs `code` once, exactly as an agent's `execute` call would run it (same kernel, same
+/// limits, same upstreams), after waiting for the configured upstream servers to connect or
+/// fail their first attempt (at most the connect timeout).
+///
+/// # Errors
+/// An invalid `config` or upstream configuration file, or no worker could be started.
+pub async fn run_script(
+    config: ServeConfig,
+    code: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<ScriptRun> {
+    let (sessions, upstreams) = start(&config)?;
+    upstreams
+        .settled(config.upstream_limits.connect_timeout)
+        .await;
+    for (name, server) in upstreams.servers() {
+        if let upstream::Status::Unavailable { reason } = server.status() {
+            tracing::warn!(server = %name, %reason, "upstream unavailable; the script runs without it");
+        }
+    }
+    let started = std::time::Instant::now();
+    let outcome = sessions
+        .execute(args::DEFAULT_SESSION, code, timeout)
+        .await
+        .context("running the script")?;
+    Ok(ScriptRun {
+        outcome,
+        duration: started.elapsed(),
+    })
 }

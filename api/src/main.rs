@@ -19,13 +19,29 @@ struct Cli {
 enum Command {
     /// Serve MCP over stdin/stdout (logs go to stderr).
     Serve(ServeArgs),
+    /// Run one script exactly as an agent's `execute` call would, print its logs and result.
+    Run(RunArgs),
     /// Run one kernel worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
     Worker,
 }
 
 #[derive(Debug, Args)]
+struct RunArgs {
+    /// The JavaScript file: the body of an async function, as `execute`'s `code`.
+    script: std::path::PathBuf,
+    /// Wall-clock limit of the script, in milliseconds (default: --default-timeout-ms).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
+    /// Upstream MCP servers, in Claude Desktop's `{"mcpServers": {...}}` format.
+    #[arg(long, env = "MCP_KERNEL_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// Idle workers kept started so new sessions start fast.
     #[arg(long, env = "MCP_KERNEL_WARM_WORKERS", default_value_t = 2)]
     warm_workers: usize,
@@ -59,6 +75,10 @@ fn main() -> ExitCode {
             init_tracing("info");
             serve(args)
         }
+        Command::Run(args) => {
+            init_tracing("warn");
+            run(args)
+        }
         Command::Worker => {
             init_tracing("warn");
             mcpk_kernel::run_worker()
@@ -66,14 +86,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let worker_exe = match std::env::current_exe() {
-        Ok(path) => path,
-        Err(error) => {
-            tracing::error!(%error, "cannot locate the mcp-kernel executable for workers");
-            return ExitCode::FAILURE;
-        }
-    };
+fn serve_config(args: ServeArgs) -> Result<ServeConfig, String> {
+    let worker_exe = std::env::current_exe()
+        .map_err(|error| format!("cannot locate the mcp-kernel executable for workers: {error}"))?;
     let mut config = ServeConfig::default();
     config.worker_exe = worker_exe;
     config.warm_workers = args.warm_workers;
@@ -84,14 +99,23 @@ fn serve(args: ServeArgs) -> ExitCode {
     config.max_log_bytes = args.max_log_bytes;
     config.max_state_bytes = args.max_state_bytes;
     config.max_sessions = args.max_sessions;
+    config.upstream_config = args.config;
+    Ok(config)
+}
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
+        .map_err(|error| format!("cannot start the tokio runtime: {error}"))
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let started = serve_config(args).and_then(|config| Ok((config, runtime()?)));
+    let (config, runtime) = match started {
+        Ok(started) => started,
         Err(error) => {
-            tracing::error!(%error, "cannot start the tokio runtime");
+            tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
@@ -99,6 +123,74 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mcp-kernel run`: logs go to stderr as `[level] message`, the result to stdout as pretty
+/// JSON. Exit code 0 on success, 1 when the script failed (its error on stderr), 2 when it
+/// could not run at all.
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI prints its result"
+)]
+fn run(args: RunArgs) -> ExitCode {
+    let code = match std::fs::read_to_string(&args.script) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!(
+                "mcp-kernel run: cannot read {}: {error}",
+                args.script.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let prepared = serve_config(args.serve).and_then(|config| Ok((config, runtime()?)));
+    let (config, runtime) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            eprintln!("mcp-kernel run: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let timeout = args
+        .timeout_ms
+        .map_or(config.default_timeout, Duration::from_millis);
+    let ran = runtime.block_on(mcpk_api::run_script(config, &code, timeout));
+    // Upstream child processes and workers are killed when the runtime drops.
+    drop(runtime);
+    let ran = match ran {
+        Ok(ran) => ran,
+        Err(error) => {
+            eprintln!("mcp-kernel run: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    for entry in &ran.outcome.logs {
+        let level = serde_json::to_value(entry.level).ok();
+        let level = level.as_ref().and_then(|l| l.as_str()).unwrap_or("log");
+        eprintln!("[{level}] {}", entry.message);
+    }
+    match ran.outcome.result {
+        Ok(value) => {
+            let pretty = serde_json::from_str::<serde_json::Value>(&value.json)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or(value.json);
+            println!("{pretty}");
+            if let Some(total) = value.truncated_from_bytes {
+                eprintln!("(result truncated: {total} bytes, over --max-result-bytes)");
+            }
+            eprintln!("({} ms)", ran.duration.as_millis());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}: {}", error.kind.name(), error.message);
+            if let Some(stack) = error.stack {
+                eprintln!("{stack}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use mcpk_session::SessionManager;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -17,6 +18,8 @@ use crate::args::ExecuteArgs;
 use crate::arrival::Arrival;
 use crate::config::ServeConfig;
 use crate::response::{self, CallInfo};
+use crate::search;
+use crate::upstream::Upstreams;
 
 /// The name of the one tool.
 pub(crate) const EXECUTE: &str = "execute";
@@ -51,17 +54,25 @@ pub(crate) struct KernelServer {
 struct Inner {
     config: ServeConfig,
     sessions: SessionManager,
+    upstreams: Arc<Upstreams>,
     tool: Tool,
+    search_tool: Tool,
 }
 
 impl KernelServer {
-    pub(crate) fn new(config: ServeConfig, sessions: SessionManager) -> Self {
+    pub(crate) fn new(
+        config: ServeConfig,
+        sessions: SessionManager,
+        upstreams: Arc<Upstreams>,
+    ) -> Self {
         let tool = execute_tool(&config);
         Self {
             inner: Arc::new(Inner {
                 config,
                 sessions,
+                upstreams,
                 tool,
+                search_tool: search::tool(),
             }),
         }
     }
@@ -142,9 +153,14 @@ fn execute_tool(config: &ServeConfig) -> Tool {
 
 impl ServerHandler for KernelServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("mcp-kernel", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcp-kernel", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -154,11 +170,36 @@ impl ServerHandler for KernelServer {
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(vec![
             self.inner.tool.clone(),
+            self.inner.search_tool.clone(),
         ]))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        (name == EXECUTE).then(|| self.inner.tool.clone())
+        match name {
+            EXECUTE => Some(self.inner.tool.clone()),
+            search::SEARCH_TOOLS => Some(self.inner.search_tool.clone()),
+            _ => None,
+        }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let catalog = self.inner.upstreams.catalog();
+        Ok(ListResourcesResult::with_all_items(search::resources(
+            &catalog,
+        )))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let catalog = self.inner.upstreams.catalog();
+        search::read(&catalog, &request.uri).map(ReadResourceResponse::from)
     }
 
     async fn call_tool(
@@ -166,12 +207,17 @@ impl ServerHandler for KernelServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        if request.name != EXECUTE {
-            return Err(response::unknown_tool(&request.name));
+        match request.name.as_ref() {
+            EXECUTE => self
+                .execute(&request, context)
+                .await
+                .map(CallToolResponse::from),
+            search::SEARCH_TOOLS => {
+                let args = search::SearchArgs::parse(request.arguments.as_ref())?;
+                search::search(&self.inner.upstreams, &args).map(CallToolResponse::from)
+            }
+            _ => Err(response::unknown_tool(&request.name)),
         }
-        self.execute(&request, context)
-            .await
-            .map(CallToolResponse::from)
     }
 }
 

@@ -65,17 +65,50 @@ pub(crate) enum ToWorker {
     Shutdown,
 }
 
+/// How much of each tool a catalogue listing carries.
+///
+/// JSON: `"names" | "signatures" | "full"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detail {
+    /// `{server, name}`.
+    Names,
+    /// `{server, name, signature, description}` with a one-line TypeScript-style signature.
+    #[default]
+    Signatures,
+    /// Everything: title, full description, signature, input/output schema, annotations.
+    Full,
+}
+
 /// A request from sandboxed code that only the supervisor can answer.
+///
+/// JSON: `{"op": "<snake_case variant>", ...fields}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum HostOp {
-    /// `mcp.tools.list({server})`: the tool catalogue, optionally for one server.
+    /// `mcp.tools.list({server, detail})`: the tool catalogue, optionally for one server.
     ListTools {
         /// Only this server's tools, when set.
         server: Option<String>,
+        /// Detail level (default `signatures`).
+        #[serde(default)]
+        detail: Detail,
     },
-    /// `mcp.tools.call(server, tool, args)`.
+    /// `mcp.tools.search(query, {server, detail, limit})`: ranked search over names and
+    /// descriptions.
+    SearchTools {
+        /// Free-text query.
+        query: String,
+        /// Only this server's tools, when set.
+        server: Option<String>,
+        /// Detail level (default `signatures`).
+        #[serde(default)]
+        detail: Detail,
+        /// Most results to return.
+        limit: Option<u32>,
+    },
+    /// `mcp.tools.call(server, tool, args)` and `servers.<server>.<tool>(args)`.
     CallTool {
         /// Upstream server name.
         server: String,
@@ -83,6 +116,15 @@ pub enum HostOp {
         tool: String,
         /// Arguments object.
         args: serde_json::Value,
+    },
+    /// `mcp.resources.list()`.
+    ListResources,
+    /// `mcp.resources.read(uri, {server})`.
+    ReadResource {
+        /// Resource URI.
+        uri: String,
+        /// The server to ask; found from the resource lists when absent.
+        server: Option<String>,
     },
 }
 

@@ -10,7 +10,12 @@ pub struct NoUpstreams;
 impl HostHandler for NoUpstreams {
     fn call(&self, op: HostOp) -> HostFuture {
         let answer = match op {
-            HostOp::ListTools { .. } => Ok(serde_json::Value::Array(Vec::new())),
+            HostOp::ListTools { .. } | HostOp::SearchTools { .. } | HostOp::ListResources => {
+                Ok(serde_json::Value::Array(Vec::new()))
+            }
+            HostOp::ReadResource { uri, .. } => Err(format!(
+                "no resource `{uri}`: no upstream MCP servers are configured"
+            )),
             HostOp::CallTool { server, tool, .. } => Err(format!(
                 "unknown server `{server}` (tool `{tool}`): no upstream MCP servers are configured"
             )),

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use mcpk_kernel::{
-    CallError, CallOutcome, CallValue, ErrorKind, HostFuture, HostOp, KernelError, LogEntry,
-    LogLevel,
+    CallError, CallOutcome, CallValue, Detail, ErrorKind, HostFuture, HostHandler, HostOp,
+    KernelError, LogEntry, LogLevel,
 };
-use mcpk_kernel::{HostHandler, Worker, WorkerPool};
+use mcpk_kernel::{Worker, WorkerPool};
 
 mod host;
 pub use host::NoUpstreams;

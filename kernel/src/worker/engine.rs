@@ -100,9 +100,10 @@ impl Engine {
         let api = api
             .as_object()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude returned no object"))?;
-        // `mcp` can be neither replaced nor deleted; the others behave like ordinary built-ins (writable, configurable, not enumerable).
+        // `mcp` and `servers` can be neither replaced nor deleted; the others behave like ordinary built-ins (writable, configurable, not enumerable).
         for (name, attribute) in [
             ("mcp", Attribute::empty()),
+            ("servers", Attribute::empty()),
             ("console", Attribute::WRITABLE | Attribute::CONFIGURABLE),
             ("ToolError", Attribute::WRITABLE | Attribute::CONFIGURABLE),
             ("setTimeout", Attribute::WRITABLE | Attribute::CONFIGURABLE),

@@ -99,9 +99,11 @@
   }
 
   class ToolError extends ErrorC {
-    constructor(message) {
+    constructor(message, server, tool) {
       super(message);
       this.name = 'ToolError';
+      if (server !== undefined) this.server = server;
+      if (tool !== undefined) this.tool = tool;
     }
   }
 
@@ -109,27 +111,73 @@
     try {
       return await hostCall(serialize(op, 64, 'arguments'));
     } catch (e) {
-      throw new ToolError(e instanceof ErrorC ? e.message : StringC(e));
+      const message = e instanceof ErrorC ? e.message : StringC(e);
+      throw new ToolError(message, op.server === null ? undefined : op.server, op.tool);
     }
   }
 
+  const DETAILS = ['names', 'signatures', 'full'];
+  function options(where, value, allowed) {
+    if (value === undefined || value === null) return {};
+    if (typeof value !== 'object' || isArray(value)) throw new TypeErrorC(`${where}: options must be an object`);
+    for (const key of Object.keys(value)) {
+      if (!allowed.includes(key)) throw new TypeErrorC(`${where}: unknown option \`${key}\` (expected ${allowed.join(', ')})`);
+    }
+    if (value.server !== undefined && typeof value.server !== 'string') throw new TypeErrorC(`${where}: \`server\` must be a string`);
+    if (value.detail !== undefined && !DETAILS.includes(value.detail)) {
+      throw new TypeErrorC(`${where}: \`detail\` must be one of ${DETAILS.join(', ')}`);
+    }
+    if (value.limit !== undefined && !(Number.isInteger(value.limit) && value.limit > 0)) {
+      throw new TypeErrorC(`${where}: \`limit\` must be a positive integer`);
+    }
+    return value;
+  }
+
+  function callTool(server, tool, args) {
+    if (typeof server !== 'string') throw new TypeErrorC('mcp.tools.call: `server` must be a string');
+    if (typeof tool !== 'string') throw new TypeErrorC('mcp.tools.call: `tool` must be a string');
+    if (args !== undefined && (args === null || typeof args !== 'object' || isArray(args))) {
+      throw new TypeErrorC(`${server}.${tool}: \`args\` must be an object`);
+    }
+    return host({ op: 'call_tool', server, tool, args: args === undefined ? {} : args });
+  }
+
   const tools = {
-    list(options) {
-      const server = options == null ? undefined : options.server;
-      if (server !== undefined && typeof server !== 'string') {
-        throw new TypeErrorC('mcp.tools.list: `server` must be a string');
-      }
-      return host({ op: 'list_tools', server: server === undefined ? null : server });
+    list(opts) {
+      const o = options('mcp.tools.list', opts, ['server', 'detail']);
+      return host({ op: 'list_tools', server: o.server ?? null, detail: o.detail ?? 'signatures' });
     },
-    call(server, tool, args) {
-      if (typeof server !== 'string') throw new TypeErrorC('mcp.tools.call: `server` must be a string');
-      if (typeof tool !== 'string') throw new TypeErrorC('mcp.tools.call: `tool` must be a string');
-      if (args !== undefined && (args === null || typeof args !== 'object' || isArray(args))) {
-        throw new TypeErrorC('mcp.tools.call: `args` must be an object');
-      }
-      return host({ op: 'call_tool', server, tool, args: args === undefined ? {} : args });
+    search(query, opts) {
+      if (typeof query !== 'string') throw new TypeErrorC('mcp.tools.search: `query` must be a string');
+      const o = options('mcp.tools.search', opts, ['server', 'detail', 'limit']);
+      return host({ op: 'search_tools', query, server: o.server ?? null, detail: o.detail ?? 'signatures', limit: o.limit ?? null });
+    },
+    call: callTool,
+  };
+
+  const resources = {
+    list() { return host({ op: 'list_resources' }); },
+    read(uri, opts) {
+      if (typeof uri !== 'string') throw new TypeErrorC('mcp.resources.read: `uri` must be a string');
+      const o = options('mcp.resources.read', opts, ['server']);
+      return host({ op: 'read_resource', uri, server: o.server ?? null });
     },
   };
+
+  // `servers.<server>.<tool>(args)`: any name works, brackets for names that are not
+  // identifiers. Unknown servers and tools are reported by the supervisor as ToolErrors.
+  // `then` and symbols are not tools, so awaiting `servers.x` does not call anything.
+  const ProxyC = Proxy;
+  const notATool = (key) => typeof key !== 'string' || key === 'then' || key === 'toJSON';
+  const serverProxy = (server) => new ProxyC(Object.freeze(Object.create(null)), {
+    get(_, tool) {
+      if (notATool(tool)) return undefined;
+      return (args) => callTool(server, tool, args);
+    },
+  });
+  const servers = new ProxyC(Object.freeze(Object.create(null)), {
+    get(_, server) { return notATool(server) ? undefined : serverProxy(server); },
+  });
 
   // Timers: a callback runs as a microtask once its delay has passed; a pending timer keeps
   // the call running (as in Node), so timers count against the call's deadline.
@@ -166,9 +214,9 @@
     return out;
   }
 
-  const mcp = { state: {}, tools };
+  const mcp = { state: {}, tools, resources };
   return {
-    mcp, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
+    mcp, servers, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
     serialize,
     describe,
     // `escaped` means the Rust side replaced lone-surrogate escapes, which Boa's JSON.parse

@@ -1,0 +1,200 @@
+//! The tool catalogue: every tool of every ready upstream, a version hash, search, and the
+//! entry shapes of the three detail levels.
+
+use std::fmt::Write as _;
+
+use rmcp::model::Tool;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+pub(crate) use mcpk_session::Detail;
+
+use crate::catalog::{SearchIndex, declaration, signature};
+
+/// One upstream tool.
+#[derive(Debug, Clone)]
+pub(crate) struct CatalogTool {
+    pub(crate) server: String,
+    pub(crate) tool: Tool,
+}
+
+/// An immutable snapshot, rebuilt whenever any upstream's tool list or availability changes.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    /// Sorted by server, then tool name.
+    pub(crate) tools: Vec<CatalogTool>,
+    /// Hex SHA-256 over the canonical JSON of `tools`; changes when any tool list changes.
+    pub(crate) version: String,
+    index: SearchIndex,
+}
+
+/// Default and largest number of search results.
+const DEFAULT_LIMIT: usize = 10;
+const MAX_LIMIT: usize = 100;
+
+impl Catalog {
+    pub(crate) fn new(mut tools: Vec<CatalogTool>) -> Self {
+        tools.sort_by(|a, b| (&a.server, &a.tool.name).cmp(&(&b.server, &b.tool.name)));
+        let mut hasher = Sha256::new();
+        for t in &tools {
+            let entry = json!([t.server, t.tool]);
+            hasher.update(serde_json::to_vec(&entry).unwrap_or_default());
+            hasher.update(b"\n");
+        }
+        let mut version = String::with_capacity(64);
+        for byte in hasher.finalize() {
+            let _ = write!(version, "{byte:02x}");
+        }
+        let index = SearchIndex::new(tools.iter().map(|t| {
+            (
+                t.server.as_str(),
+                t.tool.name.as_ref(),
+                t.tool.description.as_deref().unwrap_or_default(),
+            )
+        }));
+        Self {
+            tools,
+            version,
+            index,
+        }
+    }
+
+    /// The tool `name` of `server`.
+    pub(crate) fn find(&self, server: &str, name: &str) -> Option<&CatalogTool> {
+        self.tools
+            .iter()
+            .find(|t| t.server == server && t.tool.name == name)
+    }
+
+    /// Every tool, or one server's, in catalogue order.
+    pub(crate) fn list(&self, server: Option<&str>) -> Vec<&CatalogTool> {
+        self.tools
+            .iter()
+            .filter(|t| server.is_none_or(|s| t.server == s))
+            .collect()
+    }
+
+    /// Ranked search; `limit` defaults to 10 and is capped at 100.
+    pub(crate) fn search(
+        &self,
+        query: &str,
+        server: Option<&str>,
+        limit: Option<usize>,
+    ) -> Vec<&CatalogTool> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        self.index
+            .search(query, server, limit)
+            .into_iter()
+            .filter_map(|hit| self.find(&hit.server, &hit.tool))
+            .collect()
+    }
+}
+
+/// The first sentence of a description, at most 160 characters.
+pub(crate) fn summary(description: &str) -> String {
+    let first = description.trim().split("\n\n").next().unwrap_or_default();
+    let sentence = first
+        .find(". ")
+        .map_or(first, |i| &first[..=i])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if sentence.chars().count() > 160 {
+        let cut: String = sentence.chars().take(159).collect();
+        format!("{cut}…")
+    } else {
+        sentence
+    }
+}
+
+/// The JSON entry of one tool at `detail`.
+pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
+    let description = t.tool.description.as_deref().unwrap_or_default();
+    match detail {
+        Detail::Names => json!({"server": t.server, "name": t.tool.name}),
+        Detail::Signatures => json!({
+            "server": t.server,
+            "name": t.tool.name,
+            "signature": signature(&t.server, &t.tool),
+            "description": summary(description),
+        }),
+        Detail::Full => json!({
+            "server": t.server,
+            "name": t.tool.name,
+            "title": t.tool.title,
+            "description": description,
+            "signature": signature(&t.server, &t.tool),
+            "inputSchema": t.tool.input_schema,
+            "outputSchema": t.tool.output_schema,
+            "annotations": t.tool.annotations,
+        }),
+    }
+}
+
+/// Compact text for the `search_tools` MCP tool: one line per tool for `names`, a comment
+/// line plus the signature for `signatures`, the `.d.ts` declaration for `full`.
+pub(crate) fn render(tools: &[&CatalogTool], detail: Detail) -> String {
+    let mut out = String::new();
+    for t in tools {
+        match detail {
+            Detail::Names => {
+                let _ = writeln!(out, "{}.{}", t.server, t.tool.name);
+            }
+            Detail::Signatures => {
+                let summary = summary(t.tool.description.as_deref().unwrap_or_default());
+                if !summary.is_empty() {
+                    let _ = writeln!(out, "// {summary}");
+                }
+                let _ = writeln!(out, "{}", signature(&t.server, &t.tool));
+            }
+            Detail::Full => {
+                let _ = writeln!(out, "{}", declaration(&t.server, &t.tool));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn tool(name: &str, description: &str) -> Tool {
+        let schema = json!({"type": "object", "properties": {"path": {"type": "string"}}});
+        let Value::Object(schema) = schema else {
+            unreachable!()
+        };
+        Tool::new(name.to_owned(), description.to_owned(), Arc::new(schema))
+    }
+
+    #[test]
+    fn the_version_changes_with_any_tool_list_and_not_with_order() {
+        let a = CatalogTool {
+            server: "fs".into(),
+            tool: tool("read_file", "Read a file."),
+        };
+        let b = CatalogTool {
+            server: "mem".into(),
+            tool: tool("read_graph", "Read the graph."),
+        };
+        let v1 = Catalog::new(vec![a.clone(), b.clone()]).version;
+        let v2 = Catalog::new(vec![b.clone(), a.clone()]).version;
+        assert_eq!(v1, v2);
+        let mut changed = b.clone();
+        changed.tool.description = Some("Read the whole graph.".into());
+        assert_ne!(Catalog::new(vec![a.clone(), changed]).version, v1);
+        assert_ne!(Catalog::new(vec![a]).version, v1);
+        assert_eq!(v1.len(), 64);
+    }
+
+    #[test]
+    fn summaries_take_the_first_sentence() {
+        assert_eq!(summary("Read a file. Use it for text."), "Read a file.");
+        assert_eq!(
+            summary("  Line one\n  continues.\n\nSecond paragraph."),
+            "Line one continues."
+        );
+        assert_eq!(summary(&"x".repeat(300)).chars().count(), 160);
+    }
+}

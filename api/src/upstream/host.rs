@@ -1,0 +1,212 @@
+//! The host handler: answers sandboxed code's calls from the catalogue and the upstreams.
+
+use std::sync::Arc;
+
+use mcpk_session::{HostFuture, HostHandler, HostOp};
+use rmcp::model::{CallToolRequestParams, ReadResourceRequestParams, ResourceContents};
+use serde_json::{Value, json};
+
+use super::catalog::entry;
+use super::{Status, Upstreams, list_resources, result};
+
+/// Answers `HostOp`s with the configured upstreams. Every error message starts with
+/// `server.tool:` (or names the server) so the `ToolError` agent code sees says where it came
+/// from.
+#[derive(Debug, Clone)]
+pub(crate) struct UpstreamHost {
+    upstreams: Arc<Upstreams>,
+}
+
+impl UpstreamHost {
+    pub(crate) fn new(upstreams: Arc<Upstreams>) -> Self {
+        Self { upstreams }
+    }
+}
+
+impl HostHandler for UpstreamHost {
+    fn call(&self, op: HostOp) -> HostFuture {
+        let upstreams = self.upstreams.clone();
+        Box::pin(async move { answer(&upstreams, op).await })
+    }
+}
+
+fn unknown_server(upstreams: &Upstreams, server: &str) -> String {
+    let known: Vec<&str> = upstreams.servers().keys().map(String::as_str).collect();
+    if known.is_empty() {
+        format!("unknown server `{server}`: no upstream MCP servers are configured")
+    } else {
+        format!(
+            "unknown server `{server}`; configured servers: {}",
+            known.join(", ")
+        )
+    }
+}
+
+async fn answer(upstreams: &Upstreams, op: HostOp) -> Result<Value, String> {
+    match op {
+        HostOp::ListTools { server, detail } => {
+            if let Some(s) = server.as_deref()
+                && !upstreams.servers().contains_key(s)
+            {
+                return Err(unknown_server(upstreams, s));
+            }
+            let catalog = upstreams.catalog();
+            let tools = catalog.list(server.as_deref());
+            Ok(Value::Array(
+                tools.into_iter().map(|t| entry(t, detail)).collect(),
+            ))
+        }
+        HostOp::SearchTools {
+            query,
+            server,
+            detail,
+            limit,
+        } => {
+            let catalog = upstreams.catalog();
+            let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+            let tools = catalog.search(&query, server.as_deref(), limit);
+            Ok(Value::Array(
+                tools.into_iter().map(|t| entry(t, detail)).collect(),
+            ))
+        }
+        HostOp::CallTool { server, tool, args } => call_tool(upstreams, &server, &tool, args)
+            .await
+            .map_err(|message| format!("{server}.{tool}: {message}")),
+        HostOp::ListResources => Ok(Value::Array(
+            list_resources(upstreams)
+                .await
+                .into_iter()
+                .map(|(server, r)| {
+                    json!({
+                        "server": server,
+                        "uri": r.uri,
+                        "name": r.name,
+                        "mimeType": r.mime_type,
+                        "description": r.description,
+                    })
+                })
+                .collect(),
+        )),
+        HostOp::ReadResource { uri, server } => {
+            read_resource(upstreams, &uri, server.as_deref()).await
+        }
+        _ => Err("this host call is not supported by this server version".to_owned()),
+    }
+}
+
+async fn call_tool(
+    upstreams: &Upstreams,
+    server: &str,
+    tool: &str,
+    args: Value,
+) -> Result<Value, String> {
+    let upstream = upstreams
+        .servers()
+        .get(server)
+        .ok_or_else(|| unknown_server(upstreams, server))?;
+    let (peer, tools) = upstream.ready(upstreams.limits.connect_timeout).await?;
+    let Some(definition) = tools.iter().find(|t| t.name == tool) else {
+        let catalog = upstreams.catalog();
+        let near: Vec<String> = catalog
+            .search(tool, Some(server), Some(3))
+            .into_iter()
+            .map(|t| t.tool.name.to_string())
+            .collect();
+        let hint = if near.is_empty() {
+            String::new()
+        } else {
+            format!("; did you mean {}?", near.join(", "))
+        };
+        return Err(format!("server `{server}` has no tool `{tool}`{hint}"));
+    };
+    let Value::Object(args) = args else {
+        return Err("`args` must be an object".to_owned());
+    };
+    result::check_arguments(definition, &args)?;
+    let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+    // Dropping this future (the execute call ended) makes rmcp send notifications/cancelled.
+    let call = tokio::time::timeout(upstreams.limits.call_timeout, peer.call_tool(params)).await;
+    let outcome = match call {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => {
+            let closed = peer.is_transport_closed()
+                || matches!(upstream.status(), Status::Unavailable { .. });
+            return Err(if closed {
+                format!(
+                    "the server closed the connection during the call (it may have crashed); the call was not retried: {e}"
+                )
+            } else {
+                format!("the call failed: {e}")
+            });
+        }
+        Err(_) => {
+            return Err(format!(
+                "no answer within {:?}; the call was cancelled",
+                upstreams.limits.call_timeout
+            ));
+        }
+    };
+    if outcome.is_error == Some(true) {
+        return Err(result::error_message(&outcome));
+    }
+    Ok(result::value_of(&outcome))
+}
+
+async fn read_resource(
+    upstreams: &Upstreams,
+    uri: &str,
+    server: Option<&str>,
+) -> Result<Value, String> {
+    let server = match server {
+        Some(s) => s.to_owned(),
+        None => list_resources(upstreams)
+            .await
+            .into_iter()
+            .find(|(_, r)| r.uri == uri)
+            .map(|(s, _)| s)
+            .ok_or_else(|| {
+                format!("no upstream lists a resource `{uri}`; pass {{server}} to ask one directly")
+            })?,
+    };
+    let upstream = upstreams
+        .servers()
+        .get(&server)
+        .ok_or_else(|| unknown_server(upstreams, &server))?;
+    let (peer, _) = upstream.ready(upstreams.limits.connect_timeout).await?;
+    let read = tokio::time::timeout(
+        upstreams.limits.call_timeout,
+        peer.read_resource(ReadResourceRequestParams::new(uri.to_owned())),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "{server}: reading `{uri}` took longer than {:?}",
+            upstreams.limits.call_timeout
+        )
+    })?
+    .map_err(|e| format!("{server}: reading `{uri}` failed: {e}"))?;
+    Ok(Value::Array(
+        read.contents
+            .into_iter()
+            .map(|c| match c {
+                ResourceContents::TextResourceContents {
+                    uri,
+                    mime_type,
+                    text,
+                    ..
+                } => {
+                    json!({"uri": uri, "mimeType": mime_type, "text": text})
+                }
+                ResourceContents::BlobResourceContents {
+                    uri,
+                    mime_type,
+                    blob,
+                    ..
+                } => {
+                    json!({"uri": uri, "mimeType": mime_type, "blob": blob})
+                }
+                other => serde_json::to_value(other).unwrap_or(Value::Null),
+            })
+            .collect(),
+    ))
+}

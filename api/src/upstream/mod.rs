@@ -1,0 +1,364 @@
+//! Upstream MCP servers: connections through rmcp clients, the tool catalogue, and the
+//! [`HostHandler`](mcpk_kernel::HostHandler) that answers sandboxed code's `mcp.tools.*`,
+//! `servers.*` and `mcp.resources.*` calls.
+//!
+//! Each configured server has a supervising task. It connects (spawning the stdio process or
+//! opening the streamable-HTTP session), lists the tools, and then waits for the connection to
+//! close or for `notifications/tools/list_changed`. A server that fails to start or exits is
+//! marked unavailable with the reason, and reconnected with exponential backoff (1 s doubling
+//! to 30 s). Calls in flight when it dies fail with a clear error and are never retried, since
+//! tools may have side effects. Startup never waits for a slow or dead server.
+
+mod catalog;
+pub(crate) mod config;
+mod host;
+mod result;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use rmcp::model::{ClientConfig, Implementation, Resource, Tool};
+use rmcp::service::{NotificationContext, Peer, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::sync::{mpsc, watch};
+
+pub(crate) use catalog::{Catalog, CatalogTool, Detail, entry, render, summary};
+pub use config::UpstreamConfigError;
+pub(crate) use config::{ServerConfig, Transport};
+pub(crate) use host::UpstreamHost;
+
+/// Timeouts of upstream connections and calls. Units in the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    /// Longest wait for a server to start and answer `initialize` + `tools/list` (default 30 s;
+    /// `npx -y` of an uncached package takes 5–6 s here).
+    pub connect_timeout: Duration,
+    /// Longest wait for one upstream tool call or resource read (default 60 s). A call is also
+    /// cancelled (`notifications/cancelled`) when the `execute` call that made it ends first.
+    pub call_timeout: Duration,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Where one upstream stands.
+#[derive(Debug, Clone)]
+pub(crate) enum Status {
+    /// Not yet connected (first attempt in progress).
+    Starting,
+    /// Connected, with its tools.
+    Ready {
+        peer: Peer<RoleClient>,
+        tools: Arc<Vec<Tool>>,
+    },
+    /// The last attempt failed or the connection closed; a retry is scheduled.
+    Unavailable { reason: String },
+}
+
+/// One configured upstream and its current status.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) config: ServerConfig,
+    status: watch::Sender<Status>,
+}
+
+impl Upstream {
+    /// The status now.
+    pub(crate) fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// The peer and tools once the server is ready, waiting up to `wait` while it is still
+    /// starting.
+    pub(crate) async fn ready(
+        &self,
+        wait: Duration,
+    ) -> Result<(Peer<RoleClient>, Arc<Vec<Tool>>), String> {
+        let mut rx = self.status.subscribe();
+        let settled =
+            tokio::time::timeout(wait, rx.wait_for(|s| !matches!(s, Status::Starting))).await;
+        let status = match settled {
+            Ok(Ok(status)) => status.clone(),
+            _ => {
+                return Err(format!(
+                    "server `{}` is still starting after {wait:?}",
+                    self.config.name
+                ));
+            }
+        };
+        match status {
+            Status::Ready { peer, tools } => Ok((peer, tools)),
+            Status::Unavailable { reason } => Err(format!(
+                "server `{}` is unavailable ({reason}); it is being restarted with backoff",
+                self.config.name
+            )),
+            Status::Starting => unreachable!("waited for a settled status"),
+        }
+    }
+}
+
+/// All configured upstreams and the catalogue built from their tool lists.
+#[derive(Debug)]
+pub(crate) struct Upstreams {
+    servers: BTreeMap<String, Arc<Upstream>>,
+    catalog: RwLock<Arc<Catalog>>,
+    pub(crate) limits: UpstreamLimits,
+}
+
+impl Upstreams {
+    /// Starts a supervising task per server (in parallel; none is awaited) and returns at once.
+    pub(crate) fn start(configs: Vec<ServerConfig>, limits: UpstreamLimits) -> Arc<Self> {
+        let servers: BTreeMap<String, Arc<Upstream>> = configs
+            .into_iter()
+            .map(|config| {
+                let (status, _) = watch::channel(Status::Starting);
+                (config.name.clone(), Arc::new(Upstream { config, status }))
+            })
+            .collect();
+        let this = Arc::new(Self {
+            servers,
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            limits,
+        });
+        for upstream in this.servers.values() {
+            tokio::spawn(supervise(upstream.clone(), Arc::downgrade(&this)));
+        }
+        this
+    }
+
+    /// The configured servers, by name.
+    pub(crate) fn servers(&self) -> &BTreeMap<String, Arc<Upstream>> {
+        &self.servers
+    }
+
+    /// The current catalogue (tools of every ready server) and its version hash.
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Waits until every server has either connected or failed its first attempt, at most
+    /// `wait`. Used by `mcp-kernel run`, which should not start a script while its servers
+    /// are still starting.
+    pub(crate) async fn settled(&self, wait: Duration) {
+        let all = self.servers.values().map(|u| {
+            let mut rx = u.status.subscribe();
+            async move {
+                let _ = rx.wait_for(|s| !matches!(s, Status::Starting)).await;
+            }
+        });
+        let _ = tokio::time::timeout(wait, futures::future::join_all(all)).await;
+        // A supervisor publishes a status before it rebuilds the catalogue; make sure the
+        // catalogue reflects the statuses just observed.
+        self.rebuild_catalog();
+    }
+
+    fn rebuild_catalog(&self) {
+        let tools = self.servers.values().flat_map(|u| match u.status() {
+            Status::Ready { tools, .. } => tools
+                .iter()
+                .map(|tool| CatalogTool {
+                    server: u.config.name.clone(),
+                    tool: tool.clone(),
+                })
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        });
+        let catalog = Arc::new(Catalog::new(tools.collect()));
+        if let Ok(mut slot) = self.catalog.write() {
+            if slot.version != catalog.version {
+                tracing::info!(version = %catalog.version, tools = catalog.tools.len(), "tool catalogue changed");
+            }
+            *slot = catalog;
+        }
+    }
+}
+
+/// The rmcp client handler of one upstream connection: forwards `tools/list_changed`.
+#[derive(Debug, Clone)]
+struct UpstreamClient {
+    changed: mpsc::UnboundedSender<()>,
+}
+
+impl ClientHandler for UpstreamClient {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.changed.send(());
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        info.client_info = Implementation::new("mcp-kernel", env!("CARGO_PKG_VERSION"));
+        info
+    }
+}
+
+type Connection = RunningService<RoleClient, UpstreamClient>;
+
+async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Connection, String> {
+    match &config.transport {
+        Transport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let mut cmd = tokio::process::Command::new(command);
+            cmd.args(args).envs(env).kill_on_drop(true);
+            if let Some(cwd) = cwd {
+                cmd.current_dir(cwd);
+            }
+            let (transport, stderr) = TokioChildProcess::builder(cmd)
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start `{command}`: {e}"))?;
+            if let Some(stderr) = stderr {
+                let name = config.name.clone();
+                tokio::spawn(async move {
+                    let mut lines = tokio::io::BufReader::new(stderr).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::debug!(server = %name, "upstream stderr: {line}");
+                    }
+                });
+            }
+            handler
+                .serve(transport)
+                .await
+                .map_err(|e| format!("MCP handshake failed: {e}"))
+        }
+        Transport::Http { url, headers } => {
+            use rmcp::transport::StreamableHttpClientTransport;
+            use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+            let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
+            for (name, value) in headers {
+                let name = http::HeaderName::try_from(name.as_str())
+                    .map_err(|e| format!("header `{name}`: {e}"))?;
+                let value = http::HeaderValue::try_from(value.as_str())
+                    .map_err(|e| format!("header `{name}`: {e}"))?;
+                transport_config.custom_headers.insert(name, value);
+            }
+            let transport = StreamableHttpClientTransport::with_client(
+                reqwest::Client::new(),
+                transport_config,
+            );
+            handler
+                .serve(transport)
+                .await
+                .map_err(|e| format!("MCP handshake with {url} failed: {e}"))
+        }
+    }
+}
+
+/// Connects, lists tools, waits for the connection to end, and starts over with backoff.
+async fn supervise(upstream: Arc<Upstream>, owner: Weak<Upstreams>) {
+    let name = upstream.config.name.clone();
+    let mut backoff = BACKOFF_START;
+    loop {
+        let Some(limits) = owner.upgrade().map(|o| o.limits) else {
+            return;
+        };
+        let (changed_tx, mut changed_rx) = mpsc::unbounded_channel();
+        let attempt = async {
+            let connection = connect(
+                &upstream.config,
+                UpstreamClient {
+                    changed: changed_tx,
+                },
+            )
+            .await?;
+            let tools = connection
+                .peer()
+                .list_all_tools()
+                .await
+                .map_err(|e| format!("tools/list failed: {e}"))?;
+            Ok::<_, String>((connection, tools))
+        };
+        let outcome = match tokio::time::timeout(limits.connect_timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("did not start within {:?}", limits.connect_timeout)),
+        };
+        match outcome {
+            Ok((connection, tools)) => {
+                tracing::info!(server = %name, tools = tools.len(), "upstream ready");
+                backoff = BACKOFF_START;
+                let peer = connection.peer().clone();
+                upstream.status.send_replace(Status::Ready {
+                    peer: peer.clone(),
+                    tools: Arc::new(tools),
+                });
+                if let Some(owner) = owner.upgrade() {
+                    owner.rebuild_catalog();
+                }
+                let closed = connection.waiting();
+                tokio::pin!(closed);
+                loop {
+                    tokio::select! {
+                        quit = &mut closed => {
+                            tracing::warn!(server = %name, ?quit, "upstream connection closed");
+                            break;
+                        }
+                        Some(()) = changed_rx.recv() => {
+                            match peer.list_all_tools().await {
+                                Ok(tools) => {
+                                    tracing::info!(server = %name, tools = tools.len(), "upstream tool list changed");
+                                    upstream.status.send_replace(Status::Ready { peer: peer.clone(), tools: Arc::new(tools) });
+                                    if let Some(owner) = owner.upgrade() {
+                                        owner.rebuild_catalog();
+                                    }
+                                }
+                                Err(e) => tracing::warn!(server = %name, error = %e, "tools/list after list_changed failed"),
+                            }
+                        }
+                    }
+                }
+                upstream.status.send_replace(Status::Unavailable {
+                    reason: "its connection closed (the process exited or the session ended)"
+                        .to_owned(),
+                });
+            }
+            Err(reason) => {
+                tracing::warn!(server = %name, %reason, retry_in = ?backoff, "upstream unavailable");
+                upstream.status.send_replace(Status::Unavailable { reason });
+            }
+        }
+        match owner.upgrade() {
+            Some(owner) => owner.rebuild_catalog(),
+            None => return,
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Resources of every ready server, for `mcp.resources.list()`.
+pub(crate) async fn list_resources(upstreams: &Upstreams) -> Vec<(String, Resource)> {
+    let mut out = Vec::new();
+    for (name, upstream) in upstreams.servers() {
+        if let Status::Ready { peer, .. } = upstream.status() {
+            if peer
+                .peer_info()
+                .is_some_and(|info| info.capabilities.resources.is_none())
+            {
+                continue;
+            }
+            let listed =
+                tokio::time::timeout(upstreams.limits.call_timeout, peer.list_all_resources())
+                    .await;
+            if let Ok(Ok(resources)) = listed {
+                out.extend(resources.into_iter().map(|r| (name.clone(), r)));
+            }
+        }
+    }
+    out
+}
