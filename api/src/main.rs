@@ -63,6 +63,20 @@ struct ServeArgs {
     /// Largest `mcp.state` a call may commit, in JSON bytes.
     #[arg(long, env = "MCP_KERNEL_MAX_STATE_BYTES", default_value_t = 8 * 1024 * 1024)]
     max_state_bytes: usize,
+    /// Longest wait for an upstream server to start and list its tools.
+    #[arg(
+        long,
+        env = "MCP_KERNEL_UPSTREAM_CONNECT_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    upstream_connect_timeout_ms: u64,
+    /// Longest wait for one upstream tool call or resource read.
+    #[arg(
+        long,
+        env = "MCP_KERNEL_UPSTREAM_CALL_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    upstream_call_timeout_ms: u64,
     /// Sessions open at once; each holds one worker process.
     #[arg(long, env = "MCP_KERNEL_MAX_SESSIONS", default_value_t = 256)]
     max_sessions: usize,
@@ -100,6 +114,10 @@ fn serve_config(args: ServeArgs) -> Result<ServeConfig, String> {
     config.max_state_bytes = args.max_state_bytes;
     config.max_sessions = args.max_sessions;
     config.upstream_config = args.config;
+    config.upstream_limits = mcpk_api::UpstreamLimits {
+        connect_timeout: Duration::from_millis(args.upstream_connect_timeout_ms),
+        call_timeout: Duration::from_millis(args.upstream_call_timeout_ms),
+    };
     Ok(config)
 }
 

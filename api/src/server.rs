@@ -24,20 +24,22 @@ use crate::upstream::Upstreams;
 /// The name of the one tool.
 pub(crate) const EXECUTE: &str = "execute";
 
-const INSTRUCTIONS: &str = "Run JavaScript with `execute` to filter, join and summarise data in \
-code, returning only the small final answer. `mcp.state` persists per session.";
+const INSTRUCTIONS: &str = "Run JavaScript with `execute` to call upstream tools as \
+`servers.<server>.<tool>(args)`, filter and join their data in code, and return only the small \
+final answer. Find tools with `search_tools`. `mcp.state` persists per session.";
 
 /// The tool description: the whole contract an agent needs, in at most 120 words.
 fn execute_description(config: &ServeConfig) -> String {
     format!(
         "Run JavaScript in a persistent sandboxed kernel. `code` is the body of an async \
          function: top-level `await` and `return` work; without `return`, the last expression \
-         is the result. Locals vanish after each call; `mcp.state` persists across calls of the \
-         session and must stay JSON-serialisable. It is committed when a call succeeds and \
-         rolled back when it throws or times out. console.log/info/warn/error/debug output is \
-         captured and returned. Results follow JSON.stringify semantics and large ones are \
-         truncated, so filter and summarise in code. Default timeout {} ms (`timeout_ms` \
-         changes it, up to {} ms). `session` names a separate kernel with its own state.",
+         is the result. Call upstream MCP tools as `await servers.<server>.<tool>(args)` (find \
+         them with search_tools or `mcp.tools.search(query)`); filter and join their data in \
+         code and return only the answer. Locals vanish after each call; `mcp.state` persists \
+         per session, must stay JSON-serialisable, is committed on success and rolled back on \
+         a throw or timeout. console.* output is returned. Results follow JSON.stringify \
+         semantics; large ones are truncated. Default timeout {} ms (`timeout_ms`, max {} ms). \
+         `session` names a separate kernel.",
         config.default_timeout_ms(),
         config.max_timeout_ms()
     )
@@ -240,6 +242,8 @@ mod tests {
             "console",
             "JSON.stringify",
             "5000 ms",
+            "servers.<server>.<tool>(args)",
+            "search_tools",
         ] {
             assert!(description.contains(needle), "missing {needle:?}");
         }
