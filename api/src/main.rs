@@ -193,11 +193,13 @@ fn run(args: RunArgs) -> ExitCode {
     }
     match ran.outcome.result {
         Ok(value) => {
-            let pretty = serde_json::from_str::<serde_json::Value>(&value.json)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or(value.json);
-            println!("{pretty}");
+            // A string result prints as its text; anything else as pretty JSON.
+            let printed = match serde_json::from_str::<serde_json::Value>(&value.json) {
+                Ok(serde_json::Value::String(text)) => text,
+                Ok(other) => serde_json::to_string_pretty(&other).unwrap_or(value.json),
+                Err(_) => value.json,
+            };
+            println!("{printed}");
             if let Some(total) = value.truncated_from_bytes {
                 eprintln!("(result truncated: {total} bytes, over --max-result-bytes)");
             }
