@@ -17,7 +17,8 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
 use crate::protocol::{
-    FromWorker, HostOp, MAX_FRAME_BYTES, PROTOCOL_VERSION, ToWorker, WorkerLimits,
+    FromWorker, HostOp, MAX_FRAME_BYTES, MAX_HOST_MESSAGE_BYTES, PROTOCOL_VERSION, ToWorker,
+    WorkerLimits,
 };
 
 /// Infrastructure failures: a worker could not be started or stopped answering outside a call.
@@ -303,6 +304,14 @@ impl Worker {
                     }
                 },
                 Some((call, result)) = host_calls.next(), if !host_calls.is_empty() => {
+                    let result = result.and_then(|value| {
+                        let bytes = serde_json::to_vec(&value).map_or(0, |v| v.len());
+                        if bytes > MAX_HOST_MESSAGE_BYTES {
+                            Err(format!("the answer is {bytes} bytes as JSON, over the {MAX_HOST_MESSAGE_BYTES}-byte limit for host replies; ask for less (a range, a filter, a page)"))
+                        } else {
+                            Ok(value)
+                        }
+                    });
                     if self.send(&ToWorker::HostReply { call, result }).await.is_err() {
                         // The worker is gone; the next `recv` reports how.
                         continue;

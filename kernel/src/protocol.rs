@@ -31,6 +31,10 @@ pub(crate) const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame either side accepts, in bytes: room for an 8 MiB state, JSON-escaped.
 pub(crate) const MAX_FRAME_BYTES: usize = 64 << 20;
 
+/// Largest host call (its arguments as JSON) and largest host reply, in bytes. Bigger ones are
+/// refused with an error naming the size, so no frame ever exceeds [`MAX_FRAME_BYTES`].
+pub(crate) const MAX_HOST_MESSAGE_BYTES: usize = 32 << 20;
+
 /// Limits the worker enforces on itself. Units are in the field names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct WorkerLimits {

@@ -73,3 +73,23 @@ async fn a_pending_timer_keeps_the_call_running_until_its_deadline() {
         .await;
     assert_eq!(result.error_name(), "TimeoutError", "{}", result.text());
 }
+
+#[tokio::test]
+async fn host_call_arguments_over_the_limit_are_refused_naming_it() {
+    // Boa needs far more than the string's size to stringify it; give the worker room so the
+    // host-call limit, not the memory limit, is what stops this call.
+    let server = Server::start_with(&["--memory-mib", "4096"]).await;
+    let result = server
+        .execute_with(json!({
+            "code": "try { await mcp.tools.call('s', 't', {v: 'x'.repeat(33 * 2**20)}) } catch (e) { return [e.name, e.message] }",
+            "timeout_ms": 30000
+        }))
+        .await;
+    let value = result.value();
+    assert_eq!(value[0], "ToolError", "{}", result.text());
+    let message = value[1].as_str().unwrap();
+    assert!(
+        message.contains("33554432-byte limit for host calls"),
+        "{message}"
+    );
+}

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::executor::Executor;
 use super::{send, shape};
 use crate::outcome::{CallError, ErrorKind, LogEntry, LogLevel};
-use crate::protocol::{FromWorker, HostOp, ToWorker, WorkerLimits};
+use crate::protocol::{FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, ToWorker, WorkerLimits};
 
 const PRELUDE: &str = include_str!("prelude.js");
 const ROLLED_BACK: &str = "(mcp.state was rolled back to its last committed value)";
@@ -565,6 +565,13 @@ async fn host_call(
     context: &RefCell<&mut Context>,
 ) -> JsResult<JsValue> {
     let json = args.first().map(js_to_string).unwrap_or_default();
+    if json.len() > MAX_HOST_MESSAGE_BYTES {
+        let message = format!(
+            "the call's arguments are {} bytes as JSON, over the {MAX_HOST_MESSAGE_BYTES}-byte limit for host calls",
+            json.len()
+        );
+        return Err(JsNativeError::range().with_message(message).into());
+    }
     let op: HostOp = serde_json::from_str(&json)
         .map_err(|e| JsNativeError::typ().with_message(format!("invalid host call: {e}")))?;
     let (tx, rx) = oneshot::channel();
