@@ -1035,6 +1035,11 @@ mod tests {
         assert_eq!(signatures, expected);
         let total: usize = signatures.iter().map(String::len).sum();
         assert!(total <= 1_300, "five signatures take {total} chars");
+        // The budget is "about 300 tokens" for five; counted with OpenAI's cl100k_base
+        // encoding (tiktoken), a stand-in for the model's own tokenizer.
+        let bpe = tiktoken_rs::cl100k_base().expect("the encoding ships with tiktoken-rs");
+        let tokens = bpe.encode_ordinary(&signatures.join("\n")).len();
+        assert!(tokens <= 300, "five signatures take {tokens} tokens");
     }
 
     #[test]
