@@ -7,6 +7,8 @@
 //! The server's stderr is captured. When a test panics while a [`Server`] is alive, the
 //! captured stderr is printed (into the test's captured output), so failures are debuggable.
 
+pub mod upstream;
+
 use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -98,8 +100,21 @@ impl Server {
     /// # Panics
     /// When the binary is missing, cannot be started, or the MCP handshake fails.
     pub async fn start_with(flags: &[&str]) -> Self {
+        Self::start_with_env(flags, &[]).await
+    }
+
+    /// Starts the server with extra `serve` flags and extra environment variables (which
+    /// `${VAR}` in a `--config` file expands from).
+    ///
+    /// # Panics
+    /// When the binary is missing, cannot be started, or the MCP handshake fails.
+    pub async fn start_with_env(flags: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = tokio::process::Command::new(binary_path());
-        command.arg("serve").args(flags).kill_on_drop(true);
+        command
+            .arg("serve")
+            .args(flags)
+            .envs(env.iter().copied())
+            .kill_on_drop(true);
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
