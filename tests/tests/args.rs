@@ -68,7 +68,8 @@ async fn bad_arguments_are_invalid_params_naming_the_field() {
     // Still serving.
     server.ping().await;
     let tools = server.client().list_all_tools().await.expect("tools/list");
-    assert_eq!(tools.len(), 1);
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, ["execute", "search_tools"]);
 }
 
 #[tokio::test]
@@ -104,10 +105,13 @@ async fn the_tool_list_documents_the_contract() {
     assert!(info.instructions.as_deref().is_some_and(|i| !i.is_empty()));
 
     let tools = server.client().list_all_tools().await.expect("tools/list");
-    let [tool] = tools.as_slice() else {
-        panic!("expected exactly one tool: {tools:?}")
+    let [tool, search] = tools.as_slice() else {
+        panic!("expected execute and search_tools: {tools:?}")
     };
     assert_eq!(tool.name, "execute");
+    assert_eq!(search.name, "search_tools");
+    let search_annotations = search.annotations.as_ref().expect("annotations");
+    assert_eq!(search_annotations.read_only_hint, Some(true));
     let description = tool.description.as_deref().unwrap_or_default();
     assert!(
         description.split_whitespace().count() <= 120,

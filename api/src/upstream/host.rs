@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use mcpk_session::{HostFuture, HostHandler, HostOp};
+use rmcp::ServiceError;
 use rmcp::model::{CallToolRequestParams, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
 
@@ -113,7 +114,21 @@ async fn call_tool(
             .map(|t| t.tool.name.to_string())
             .collect();
         let hint = if near.is_empty() {
-            String::new()
+            // No near match: list what exists (capped), so the agent can pick without a
+            // second round trip.
+            const MAX_LISTED: usize = 20;
+            let names: Vec<&str> = tools
+                .iter()
+                .take(MAX_LISTED)
+                .map(|t| t.name.as_ref())
+                .collect();
+            let more = tools.len().saturating_sub(MAX_LISTED);
+            let more = if more > 0 {
+                format!(" and {more} more (mcp.tools.list({{server: '{server}'}}))")
+            } else {
+                String::new()
+            };
+            format!("; its tools: {}{more}", names.join(", "))
         } else {
             format!("; did you mean {}?", near.join(", "))
         };
@@ -130,6 +145,10 @@ async fn call_tool(
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => {
             let closed = peer.is_transport_closed()
+                || matches!(
+                    e,
+                    ServiceError::TransportClosed | ServiceError::TransportSend(_)
+                )
                 || matches!(upstream.status(), Status::Unavailable { .. });
             return Err(if closed {
                 format!(

@@ -165,7 +165,13 @@ impl Upstreams {
         self.rebuild_catalog();
     }
 
+    /// Rebuilds the catalogue from the statuses. Statuses are read and the snapshot stored
+    /// under the write lock, so two supervisors rebuilding at once cannot store a snapshot older
+    /// than the statuses the other one saw.
     fn rebuild_catalog(&self) {
+        let Ok(mut slot) = self.catalog.write() else {
+            return;
+        };
         let tools = self.servers.values().flat_map(|u| match u.status() {
             Status::Ready { tools, .. } => tools
                 .iter()
@@ -177,12 +183,10 @@ impl Upstreams {
             _ => Vec::new(),
         });
         let catalog = Arc::new(Catalog::new(tools.collect()));
-        if let Ok(mut slot) = self.catalog.write() {
-            if slot.version != catalog.version {
-                tracing::info!(version = %catalog.version, tools = catalog.tools.len(), "tool catalogue changed");
-            }
-            *slot = catalog;
+        if slot.version != catalog.version {
+            tracing::info!(version = %catalog.version, tools = catalog.tools.len(), "tool catalogue changed");
         }
+        *slot = catalog;
     }
 }
 
@@ -223,19 +227,38 @@ async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Conne
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
-            if let Some(stderr) = stderr {
+            // The last stderr line explains a server that dies while starting.
+            let last_line = Arc::new(std::sync::Mutex::new(None::<String>));
+            let stderr_done = stderr.map(|stderr| {
                 let name = config.name.clone();
+                let last_line = last_line.clone();
                 tokio::spawn(async move {
                     let mut lines = tokio::io::BufReader::new(stderr).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
                         tracing::debug!(server = %name, "upstream stderr: {line}");
+                        if !line.trim().is_empty()
+                            && let Ok(mut last) = last_line.lock()
+                        {
+                            *last = Some(line.chars().take(300).collect());
+                        }
                     }
-                });
+                })
+            });
+            match handler.serve(transport).await {
+                Ok(connection) => Ok(connection),
+                Err(e) => {
+                    if let Some(done) = stderr_done {
+                        let _ = tokio::time::timeout(Duration::from_millis(500), done).await;
+                    }
+                    let last = last_line.lock().ok().and_then(|l| l.clone());
+                    Err(match last {
+                        Some(line) => {
+                            format!("MCP handshake failed: {e}; its last stderr line: {line}")
+                        }
+                        None => format!("MCP handshake failed: {e}"),
+                    })
+                }
             }
-            handler
-                .serve(transport)
-                .await
-                .map_err(|e| format!("MCP handshake failed: {e}"))
         }
         Transport::Http { url, headers } => {
             use rmcp::transport::StreamableHttpClientTransport;
