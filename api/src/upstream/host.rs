@@ -137,7 +137,9 @@ async fn call_tool(
     let Value::Object(args) = args else {
         return Err("`args` must be an object".to_owned());
     };
-    result::check_arguments(definition, &args)?;
+    if let Some(validator) = upstreams.validator(server, definition) {
+        result::check(&validator, &args)?;
+    }
     let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
     // Dropping this future (the execute call ended) makes rmcp send notifications/cancelled.
     let call = tokio::time::timeout(upstreams.limits.call_timeout, peer.call_tool(params)).await;

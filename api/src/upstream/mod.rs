@@ -51,6 +51,11 @@ impl Default for UpstreamLimits {
     }
 }
 
+type CachedValidator = (
+    Arc<rmcp::model::JsonObject>,
+    Option<Arc<jsonschema::Validator>>,
+);
+
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -115,6 +120,9 @@ impl Upstream {
 pub(crate) struct Upstreams {
     servers: BTreeMap<String, Arc<Upstream>>,
     catalog: RwLock<Arc<Catalog>>,
+    /// Compiled input-schema validators by (server, tool), with the schema they were compiled
+    /// from: a refreshed tool list brings new schema `Arc`s, which miss the cache.
+    validators: std::sync::Mutex<BTreeMap<(String, String), CachedValidator>>,
     pub(crate) limits: UpstreamLimits,
 }
 
@@ -131,6 +139,7 @@ impl Upstreams {
         let this = Arc::new(Self {
             servers,
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            validators: std::sync::Mutex::new(BTreeMap::new()),
             limits,
         });
         for upstream in this.servers.values() {
@@ -142,6 +151,24 @@ impl Upstreams {
     /// The configured servers, by name.
     pub(crate) fn servers(&self) -> &BTreeMap<String, Arc<Upstream>> {
         &self.servers
+    }
+
+    /// The compiled input-schema validator of `tool` on `server`, compiled once per tool list.
+    pub(crate) fn validator(
+        &self,
+        server: &str,
+        tool: &Tool,
+    ) -> Option<Arc<jsonschema::Validator>> {
+        let key = (server.to_owned(), tool.name.to_string());
+        let mut cache = self.validators.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((schema, validator)) = cache.get(&key)
+            && Arc::ptr_eq(schema, &tool.input_schema)
+        {
+            return validator.clone();
+        }
+        let validator = result::compile(tool).map(Arc::new);
+        cache.insert(key, (tool.input_schema.clone(), validator.clone()));
+        validator
     }
 
     /// The current catalogue (tools of every ready server) and its version hash.

@@ -77,18 +77,32 @@ pub(crate) fn error_message(result: &CallToolResult) -> String {
     }
 }
 
-/// Checks `args` against the tool's input schema. The error names each failing field (as a
+/// Checks `args` against the tool's input schema (tests; the server caches validators). The error names each failing field (as a
 /// JSON pointer-like path) and what was expected, e.g. "`path`: 12 is not of type \"string\"".
+#[cfg(test)]
 pub(crate) fn check_arguments(tool: &Tool, args: &Map<String, Value>) -> Result<(), String> {
+    match compile(tool) {
+        Some(validator) => check(&validator, args),
+        None => Ok(()),
+    }
+}
+
+/// The tool's input-schema validator; `None` when the schema does not compile (then the
+/// upstream judges the arguments itself). Formats are not validated. Compiling costs more than
+/// validating, so callers cache the result per tool (`Upstreams::validator`).
+pub(crate) fn compile(tool: &Tool) -> Option<jsonschema::Validator> {
     let schema = Value::Object(tool.input_schema.as_ref().clone());
-    let validator = match jsonschema::options()
+    jsonschema::options()
         .should_validate_formats(false)
         .build(&schema)
-    {
-        Ok(validator) => validator,
-        // A schema we cannot compile is the upstream's problem; let the upstream judge.
-        Err(_) => return Ok(()),
-    };
+        .ok()
+}
+
+/// Checks `args` with a compiled validator; see [`check_arguments`].
+pub(crate) fn check(
+    validator: &jsonschema::Validator,
+    args: &Map<String, Value>,
+) -> Result<(), String> {
     let instance = Value::Object(args.clone());
     let problems: Vec<String> = validator
         .iter_errors(&instance)

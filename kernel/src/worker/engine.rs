@@ -572,8 +572,14 @@ async fn host_call(
         );
         return Err(JsNativeError::range().with_message(message).into());
     }
-    let op: HostOp = serde_json::from_str(&json)
-        .map_err(|e| JsNativeError::typ().with_message(format!("invalid host call: {e}")))?;
+    let op: HostOp = serde_json::from_str(&json).map_err(|e| {
+        let message = if e.to_string().contains("recursion limit") {
+            "the call's arguments are nested more than 128 levels deep".to_owned()
+        } else {
+            format!("invalid host call: {e}")
+        };
+        JsNativeError::typ().with_message(message)
+    })?;
     let (tx, rx) = oneshot::channel();
     let (id, call) = CALL.with(|c| {
         let call = c.next_host_call.get() + 1;
