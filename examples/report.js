@@ -28,6 +28,8 @@ const largest = stats.sort((a, b) => b.lines - a.lines).slice(0, 3);
 const todos = Object.fromEntries(crates.map((c) => [c, stats.filter((s) => s.crate === c).reduce((n, s) => n + s.todos, 0)]));
 const totalLines = stats.reduce((n, s) => n + s.lines, 0);
 
+// Replace any report from an earlier run: create_entities keeps an existing entity as it is.
+await servers.memory.delete_entities({ entityNames: ['mcp-kernel source report'] });
 await servers.memory.create_entities({
   entities: [{
     name: 'mcp-kernel source report',

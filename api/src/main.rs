@@ -173,9 +173,17 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let timeout = args
-        .timeout_ms
-        .map_or(config.default_timeout, Duration::from_millis);
+    let max_ms = config.max_timeout.as_millis();
+    let timeout = match args.timeout_ms {
+        None => config.default_timeout,
+        Some(ms) if ms >= 1 && u128::from(ms) <= max_ms => Duration::from_millis(ms),
+        Some(ms) => {
+            eprintln!(
+                "mcp-kernel run: --timeout-ms must be from 1 to {max_ms} (--max-timeout-ms), got {ms}"
+            );
+            return ExitCode::from(2);
+        }
+    };
     let ran = runtime.block_on(mcpk_api::run_script(config, &code, timeout));
     // Upstream child processes and workers are killed when the runtime drops.
     drop(runtime);

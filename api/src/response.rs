@@ -135,7 +135,7 @@ pub(crate) fn session_error(error: &SessionError) -> ErrorData {
 /// Maps a call to a tool this server does not have (-32602, as the MCP spec's example).
 pub(crate) fn unknown_tool(name: &str) -> ErrorData {
     ErrorData::invalid_params(
-        format!("Unknown tool: {name} (this server has one tool, `execute`)"),
+        format!("Unknown tool: {name} (this server has two tools, `execute` and `search_tools`)"),
         None,
     )
 }

@@ -113,7 +113,7 @@ impl SearchArgs {
 }
 
 /// Runs the search: text for the model, `structuredContent {tools, catalog_version}` for code.
-pub(crate) fn search(
+pub(crate) async fn search(
     upstreams: &Upstreams,
     args: &SearchArgs,
 ) -> Result<CallToolResult, ErrorData> {
@@ -130,7 +130,7 @@ pub(crate) fn search(
             "unknown server `{server}`; configured servers: {known}"
         )));
     }
-    let catalog = upstreams.catalog();
+    let catalog = upstreams.settled_catalog().await;
     let tools = if args.query.trim().is_empty() {
         let mut all = catalog.list(args.server.as_deref());
         all.truncate(args.limit.unwrap_or(10));

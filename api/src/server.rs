@@ -189,7 +189,7 @@ impl ServerHandler for KernelServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let catalog = self.inner.upstreams.catalog();
+        let catalog = self.inner.upstreams.settled_catalog().await;
         Ok(ListResourcesResult::with_all_items(search::resources(
             &catalog,
         )))
@@ -200,7 +200,7 @@ impl ServerHandler for KernelServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let catalog = self.inner.upstreams.catalog();
+        let catalog = self.inner.upstreams.settled_catalog().await;
         search::read(&catalog, &request.uri).map(ReadResourceResponse::from)
     }
 
@@ -216,7 +216,9 @@ impl ServerHandler for KernelServer {
                 .map(CallToolResponse::from),
             search::SEARCH_TOOLS => {
                 let args = search::SearchArgs::parse(request.arguments.as_ref())?;
-                search::search(&self.inner.upstreams, &args).map(CallToolResponse::from)
+                search::search(&self.inner.upstreams, &args)
+                    .await
+                    .map(CallToolResponse::from)
             }
             _ => Err(response::unknown_tool(&request.name)),
         }

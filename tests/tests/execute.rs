@@ -183,3 +183,24 @@ async fn a_thrown_error_reports_name_message_stack_and_logs() {
         result.error_message()
     );
 }
+
+#[tokio::test]
+async fn syntax_errors_point_into_the_users_code() {
+    let server = Server::start().await;
+    let result = server.execute("let x = 1;\nlet = = 2;").await;
+    assert_eq!(result.error_name(), "SyntaxError", "{}", result.text());
+    assert!(
+        result.error_message().contains("line 2"),
+        "{}",
+        result.error_message()
+    );
+    let result = server.execute("return ((").await;
+    assert_eq!(result.error_name(), "SyntaxError");
+    assert!(
+        result
+            .error_message()
+            .contains("unexpected end of the code"),
+        "{}",
+        result.error_message()
+    );
+}

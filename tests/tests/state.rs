@@ -121,3 +121,18 @@ async fn sessions_have_separate_state() {
     );
     assert_eq!(server.execute("return mcp.state").await.value(), &json!({}));
 }
+
+#[tokio::test]
+async fn committed_state_is_plain_json_in_the_next_call() {
+    let server = Server::start().await;
+    server
+        .execute("mcp.state.f = () => 1; mcp.state.d = new Date(0); mcp.state.u = undefined; 1")
+        .await;
+    let result = server
+        .execute("return [typeof mcp.state.f, mcp.state.d, 'u' in mcp.state]")
+        .await;
+    assert_eq!(
+        result.value(),
+        &json!(["undefined", "1970-01-01T00:00:00.000Z", false])
+    );
+}

@@ -51,7 +51,7 @@ async fn answer(upstreams: &Upstreams, op: HostOp) -> Result<Value, String> {
             {
                 return Err(unknown_server(upstreams, s));
             }
-            let catalog = upstreams.catalog();
+            let catalog = upstreams.settled_catalog().await;
             let tools = catalog.list(server.as_deref());
             Ok(Value::Array(
                 tools.into_iter().map(|t| entry(t, detail)).collect(),
@@ -63,7 +63,7 @@ async fn answer(upstreams: &Upstreams, op: HostOp) -> Result<Value, String> {
             detail,
             limit,
         } => {
-            let catalog = upstreams.catalog();
+            let catalog = upstreams.settled_catalog().await;
             let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
             let tools = catalog.search(&query, server.as_deref(), limit);
             Ok(Value::Array(

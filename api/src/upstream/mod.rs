@@ -171,6 +171,20 @@ impl Upstreams {
         validator
     }
 
+    /// The catalogue once every server has connected or failed its first attempt (waiting at
+    /// most the connect timeout), so a search right after start-up does not see an empty
+    /// catalogue while a direct call would have waited for its server.
+    pub(crate) async fn settled_catalog(&self) -> Arc<Catalog> {
+        let starting = self
+            .servers
+            .values()
+            .any(|u| matches!(u.status(), Status::Starting));
+        if starting {
+            self.settled(self.limits.connect_timeout).await;
+        }
+        self.catalog()
+    }
+
     /// The current catalogue (tools of every ready server) and its version hash.
     pub(crate) fn catalog(&self) -> Arc<Catalog> {
         self.catalog.read().map(|c| c.clone()).unwrap_or_default()

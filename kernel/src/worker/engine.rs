@@ -196,6 +196,9 @@ impl Engine {
                 None,
                 false,
             ),
+            Err(RunError::SyntaxMessage(message)) => {
+                self.fail(id, ErrorKind::Js("SyntaxError".to_owned()), message, None, false)
+            }
             Err(RunError::Syntax(e)) => {
                 let message = e.to_string();
                 let name = message.split(':').next().unwrap_or("SyntaxError").to_owned();
@@ -224,7 +227,8 @@ impl Engine {
         code: &str,
         inbound: &mut mpsc::UnboundedReceiver<ToWorker>,
     ) -> Result<PromiseState, RunError> {
-        let source = shape::wrap(code, self.context.interner_mut());
+        let source =
+            shape::wrap(code, self.context.interner_mut()).map_err(RunError::SyntaxMessage)?;
         let script =
             boa_engine::Script::parse(Source::from_bytes(&source), None, &mut self.context)
                 .map_err(RunError::Syntax)?;
@@ -379,6 +383,13 @@ impl Engine {
         });
         let changed = state != self.committed;
         if changed {
+            // The live object becomes exactly what was committed (functions, `undefined` and
+            // symbols dropped, Dates as strings), so the next call sees the same plain JSON
+            // whether or not a rollback or a worker replacement happened in between.
+            if self.set_state(&state).is_err() {
+                let message = "mcp.state could not be re-read after commit".to_owned();
+                return self.fail(id, ErrorKind::State, message, None, true);
+            }
             self.committed = state.clone();
         }
         FromWorker::Done {
@@ -496,6 +507,8 @@ fn shorten_stack(stack: String) -> String {
 
 enum RunError {
     Syntax(JsError),
+    /// A syntax error found by parsing the user's code alone.
+    SyntaxMessage(String),
     Abort(Abort),
 }
 

@@ -19,8 +19,19 @@ pub(crate) const SUFFIX: &str = "\n})()";
 
 /// The full script text to evaluate for `code`: an immediately invoked async function whose
 /// last expression statement, if any, is returned.
-pub(crate) fn wrap(code: &str, interner: &mut Interner) -> String {
-    let rewritten = last_expression_span(code, interner).map(|(start, end)| {
+///
+/// # Errors
+/// The parser's message when `code` is not a valid async function body. It is checked on its
+/// own, so positions refer to the user's code and never to the wrapper.
+pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<String, String> {
+    let parsed = parse(code, interner).map_err(|e| match e.to_string() {
+        // Boa's words for running out of input; name the likely causes instead.
+        m if m.starts_with("abrupt end") => {
+            "unexpected end of the code: an unclosed bracket, string, template or block".to_owned()
+        }
+        m => m,
+    })?;
+    let rewritten = last_expression_span(&parsed, code).map(|(start, end)| {
         let mut s = String::with_capacity(code.len() + 12);
         s.push_str(&code[..start]);
         s.push_str("return (");
@@ -32,15 +43,16 @@ pub(crate) fn wrap(code: &str, interner: &mut Interner) -> String {
     // The rewrite must parse as well as the original did; if a span were ever off, running
     // the code unchanged (result `null`) beats reporting a syntax error the user did not write.
     let body = rewritten
-        .filter(|body| parse(body, interner).is_some())
+        .filter(|body| parse(body, interner).is_ok())
         .unwrap_or_else(|| code.to_owned());
-    format!("{PREFIX}{body}{SUFFIX}")
+    Ok(format!("{PREFIX}{body}{SUFFIX}"))
 }
 
-fn parse(code: &str, interner: &mut Interner) -> Option<boa_ast::function::FunctionBody> {
-    Parser::new(Source::from_bytes(code))
-        .parse_function_body(interner, false, true)
-        .ok()
+fn parse(
+    code: &str,
+    interner: &mut Interner,
+) -> Result<boa_ast::function::FunctionBody, boa_parser::Error> {
+    Parser::new(Source::from_bytes(code)).parse_function_body(interner, false, true)
 }
 
 /// The smallest span covering every expression node under the visited one. Boa's spans of
@@ -69,8 +81,10 @@ impl<'ast> Visitor<'ast> for Extent {
 }
 
 /// Byte range of the last top-level statement when it is an expression statement.
-fn last_expression_span(code: &str, interner: &mut Interner) -> Option<(usize, usize)> {
-    let body = parse(code, interner)?;
+fn last_expression_span(
+    body: &boa_ast::function::FunctionBody,
+    code: &str,
+) -> Option<(usize, usize)> {
     let last = body.statements().last()?;
     let StatementListItem::Statement(stmt) = last else {
         return None;
@@ -119,7 +133,7 @@ mod tests {
     use super::*;
 
     fn body(code: &str) -> String {
-        let w = wrap(code, &mut Interner::default());
+        let w = wrap(code, &mut Interner::default()).unwrap();
         w[PREFIX.len()..w.len() - SUFFIX.len()].to_owned()
     }
 
@@ -152,8 +166,12 @@ mod tests {
     }
 
     #[test]
-    fn syntax_errors_are_left_for_the_engine_to_report() {
-        assert_eq!(body("let = = 1;"), "let = = 1;");
+    fn syntax_errors_name_positions_in_the_users_code() {
+        let error = wrap("let x = 1;\nlet = = 2;", &mut Interner::default()).unwrap_err();
+        assert!(error.contains("line 2"), "{error}");
+        let error = wrap("return ((", &mut Interner::default()).unwrap_err();
+        assert!(error.contains("unexpected end of the code"), "{error}");
+        assert!(!error.contains('}'), "{error}");
     }
 
     #[test]
