@@ -17,7 +17,16 @@ async fn every_worker_runs_confined() {
     assert_eq!(server.execute("1 + 1").await.value(), &json!(2));
     let workers = server.wait_for_workers(2).await;
     for pid in workers {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        // A warm worker may still be starting (it installs seccomp just before it reports
+        // Ready, and evaluates nothing before that): give it a bounded time to get there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            if field(&status, "Seccomp:") == "2" || std::time::Instant::now() > deadline {
+                break status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         assert_eq!(
             field(&status, "Seccomp:"),
             "2",
