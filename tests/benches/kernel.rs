@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use mcpk_tests::stats::{Stats, ms, ratio};
 use mcpk_tests::{ExecuteResult as _, Server};
 
 /// Round trips measured for `execute` and for `ping`.
@@ -272,32 +273,4 @@ fn descendants(root: u32) -> anyhow::Result<Vec<u32>> {
         }
     }
     Ok(found)
-}
-
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Self {
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        let at = |percent: usize| sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)];
-        let total: Duration = sorted.iter().sum();
-        Self {
-            p50: at(50),
-            p99: at(99),
-            mean: total / u32::try_from(sorted.len()).unwrap_or(u32::MAX),
-        }
-    }
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.3} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(f64::EPSILON)
 }

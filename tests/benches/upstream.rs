@@ -50,6 +50,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context as _, ensure};
+use mcpk_tests::stats::{Stats, ms, ratio};
 use mcpk_tests::upstream::{TempDir, everything_entry, fixture_entry, write_config};
 use mcpk_tests::{ExecuteResult as _, Server};
 use rmcp::ServiceExt as _;
@@ -814,44 +815,6 @@ fn freshness(binary: &Path) -> String {
     }
 }
 
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    mean: Duration,
-}
-
-impl Stats {
-    fn of(samples: &[Duration]) -> Self {
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        let at = |percent: usize| sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)];
-        let total: Duration = sorted.iter().sum();
-        Self {
-            p50: at(50),
-            p99: at(99),
-            mean: total / u32::try_from(sorted.len()).unwrap_or(u32::MAX),
-        }
-    }
-
-    /// The statistics of the samples each divided by `k` (percentiles and means scale).
-    fn divided_by(self, k: usize) -> Self {
-        let k = u32::try_from(k).unwrap_or(u32::MAX);
-        Self {
-            p50: self.p50 / k,
-            p99: self.p99 / k,
-            mean: self.mean / k,
-        }
-    }
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.3} ms", duration.as_secs_f64() * 1000.0)
-}
-
 fn secs(duration: Duration) -> f64 {
     duration.as_secs_f64()
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(f64::EPSILON)
 }
