@@ -13,9 +13,10 @@ use boa_engine::{
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::executor::Executor;
+use super::inbound::Inbound;
 use super::{send, shape};
 use crate::outcome::{CallError, ErrorKind, LogEntry, LogLevel};
 use crate::protocol::{FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, ToWorker, WorkerLimits};
@@ -172,7 +173,7 @@ impl Engine {
         &mut self,
         id: u64,
         code: &str,
-        inbound: &mut mpsc::UnboundedReceiver<ToWorker>,
+        inbound: &mut Inbound,
     ) -> Option<FromWorker> {
         CALL.with(|c| {
             c.id.set(id);
@@ -225,7 +226,7 @@ impl Engine {
     async fn run(
         &mut self,
         code: &str,
-        inbound: &mut mpsc::UnboundedReceiver<ToWorker>,
+        inbound: &mut Inbound,
     ) -> Result<PromiseState, RunError> {
         let source =
             shape::wrap(code, self.context.interner_mut()).map_err(RunError::SyntaxMessage)?;
@@ -254,7 +255,7 @@ impl Engine {
     /// script once its event loop is empty). Never holds the Context borrow across `.await`.
     async fn run_to_completion(
         &mut self,
-        inbound: &mut mpsc::UnboundedReceiver<ToWorker>,
+        inbound: &mut Inbound,
     ) -> Result<(), Abort> {
         let executor = self.executor.clone();
         let context = RefCell::new(&mut self.context);

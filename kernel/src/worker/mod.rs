@@ -2,21 +2,23 @@
 //! driven by frames on stdin and answering on stdout.
 //!
 //! Start-up order matters for the sandbox: read `Init`, apply rlimits and Landlock, start the
-//! stdin reader thread, build the runtime and the Context, then install seccomp on every
+//! runtime and its stdin reader (`inbound.rs`), build the Context, then install seccomp on every
 //! thread and only then announce `Ready`. No untrusted byte is evaluated before that.
 
 mod engine;
 mod executor;
+mod inbound;
 pub(crate) mod shape;
 
 use std::io::{Read, Write};
+use std::os::fd::AsFd as _;
 use std::process::ExitCode;
 
-use tokio::sync::mpsc;
 
 use crate::protocol::{FromWorker, MAX_FRAME_BYTES, PROTOCOL_VERSION, ToWorker};
 use crate::sandbox;
 use engine::Engine;
+use inbound::Inbound;
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
 fn read_frame(input: &mut impl Read) -> std::io::Result<Option<ToWorker>> {
@@ -61,7 +63,13 @@ fn fatal(message: &str) -> ExitCode {
 
 /// Entry point of the hidden `worker` subcommand.
 pub(crate) fn run() -> ExitCode {
-    let limits = match read_frame(&mut std::io::stdin().lock()) {
+    // Unbuffered: std's locked stdin would buffer bytes past the Init frame that the
+    // runtime's reader (`Inbound`) then never sees.
+    let mut raw_stdin = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(e) => return fatal(&format!("stdin: {e}")),
+    };
+    let limits = match read_frame(&mut raw_stdin) {
         Ok(Some(ToWorker::Init { version, limits })) if version == PROTOCOL_VERSION => limits,
         Ok(Some(ToWorker::Init { version, .. })) => {
             return fatal(&format!(
@@ -74,27 +82,16 @@ pub(crate) fn run() -> ExitCode {
     if let Err(e) = sandbox::confine_process(limits.memory_mib) {
         return fatal(&format!("sandbox: {e}"));
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let reader = std::thread::Builder::new()
-        .name("frames-in".to_owned())
-        .stack_size(256 << 10)
-        .spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            while let Ok(Some(message)) = read_frame(&mut stdin) {
-                if tx.send(message).is_err() {
-                    break;
-                }
-            }
-        });
-    if let Err(e) = reader {
-        return fatal(&format!("starting the reader thread: {e}"));
-    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => return fatal(&format!("starting the runtime: {e}")),
+    };
+    let inbound = match runtime.block_on(async { Inbound::stdin() }) {
+        Ok(inbound) => inbound,
+        Err(e) => return fatal(&format!("reading stdin: {e}")),
     };
     let engine = match Engine::new(limits) {
         Ok(engine) => engine,
@@ -107,11 +104,11 @@ pub(crate) fn run() -> ExitCode {
         version: PROTOCOL_VERSION,
         pid: std::process::id(),
     });
-    runtime.block_on(serve(engine, rx));
+    runtime.block_on(serve(engine, inbound));
     ExitCode::SUCCESS
 }
 
-async fn serve(mut engine: Engine, mut inbound: mpsc::UnboundedReceiver<ToWorker>) {
+async fn serve(mut engine: Engine, mut inbound: Inbound) {
     while let Some(message) = inbound.recv().await {
         match message {
             ToWorker::Execute { id, code } => match engine.execute(id, &code, &mut inbound).await {
