@@ -223,11 +223,7 @@ impl Engine {
         Some(reply)
     }
 
-    async fn run(
-        &mut self,
-        code: &str,
-        inbound: &mut Inbound,
-    ) -> Result<PromiseState, RunError> {
+    async fn run(&mut self, code: &str, inbound: &mut Inbound) -> Result<PromiseState, RunError> {
         let source =
             shape::wrap(code, self.context.interner_mut()).map_err(RunError::SyntaxMessage)?;
         let script =
@@ -253,10 +249,7 @@ impl Engine {
     /// The event loop of one call: drain microtasks, start host calls, and sleep until a host
     /// reply arrives; finish when no microtask and no host call is left (as Node finishes a
     /// script once its event loop is empty). Never holds the Context borrow across `.await`.
-    async fn run_to_completion(
-        &mut self,
-        inbound: &mut Inbound,
-    ) -> Result<(), Abort> {
+    async fn run_to_completion(&mut self, inbound: &mut Inbound) -> Result<(), Abort> {
         let executor = self.executor.clone();
         let context = RefCell::new(&mut self.context);
         let mut in_flight = FuturesUnordered::new();

@@ -14,7 +14,6 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd as _;
 use std::process::ExitCode;
 
-
 use crate::protocol::{FromWorker, MAX_FRAME_BYTES, PROTOCOL_VERSION, ToWorker};
 use crate::sandbox;
 use engine::Engine;
