@@ -377,6 +377,17 @@ pub trait ExecuteResult {
     fn error_message(&self) -> &str;
     /// `structuredContent.logs` as `(level, message)` pairs.
     fn logs(&self) -> Vec<(String, String)>;
+    /// Asserts that the error message contains every one of `needles`.
+    ///
+    /// # Panics
+    /// Naming the first missing needle and the whole message.
+    #[track_caller]
+    fn assert_message_contains(&self, needles: &[&str]) {
+        let message = self.error_message();
+        for needle in needles {
+            assert!(message.contains(needle), "missing {needle:?} in: {message}");
+        }
+    }
 }
 
 impl ExecuteResult for CallToolResult {

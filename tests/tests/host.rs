@@ -33,17 +33,9 @@ async fn bad_tool_call_arguments_are_type_errors_naming_the_argument() {
     let server = Server::start().await;
     let result = server.execute("await mcp.tools.call('s', 't', [1])").await;
     assert_eq!(result.error_name(), "TypeError");
-    assert!(
-        result.error_message().contains("`args`"),
-        "{}",
-        result.error_message()
-    );
+    result.assert_message_contains(&["`args`"]);
     let result = server.execute("await mcp.tools.call(1, 't')").await;
-    assert!(
-        result.error_message().contains("`server`"),
-        "{}",
-        result.error_message()
-    );
+    result.assert_message_contains(&["`server`"]);
 }
 
 #[tokio::test]

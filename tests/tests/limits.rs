@@ -65,21 +65,7 @@ async fn state_at_max_state_bytes_commits_and_one_byte_more_rolls_back() {
     assert!(!result.is_error(), "{}", result.text());
     let result = server.execute("mcp.state.s += 'y'; 0").await;
     assert_eq!(result.error_name(), "StateLimitError");
-    assert!(
-        result.error_message().contains("1001 bytes"),
-        "{}",
-        result.error_message()
-    );
-    assert!(
-        result.error_message().contains("max_state_bytes=1000"),
-        "{}",
-        result.error_message()
-    );
-    assert!(
-        result.error_message().contains("rolled back"),
-        "{}",
-        result.error_message()
-    );
+    result.assert_message_contains(&["1001 bytes", "max_state_bytes=1000", "rolled back"]);
     assert_eq!(
         server.execute("mcp.state.s.length").await.value(),
         &json!(992)
@@ -98,11 +84,7 @@ async fn nesting_at_100_levels_serialises_and_one_level_more_fails() {
     );
     let result = server.execute(&nest(101)).await;
     assert_eq!(result.error_name(), "SerializationError");
-    assert!(
-        result.error_message().contains("more than 100 levels"),
-        "{}",
-        result.error_message()
-    );
+    result.assert_message_contains(&["more than 100 levels"]);
 }
 
 #[tokio::test]

@@ -67,11 +67,7 @@ async fn awaiting_a_promise_that_can_never_settle_fails_and_rolls_back() {
         )
         .await;
     assert!(result.is_error(), "{}", result.text());
-    assert!(
-        result.error_message().contains("rolled back"),
-        "{}",
-        result.error_message()
-    );
+    result.assert_message_contains(&["rolled back"]);
     assert_eq!(
         server.execute("return mcp.state.n").await.value(),
         &json!(1)

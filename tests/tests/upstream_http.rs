@@ -75,11 +75,7 @@ async fn a_streamable_http_upstream_gets_its_headers_and_its_tools_work() {
         .execute("await servers.remote.echo({message: 7})")
         .await;
     assert_eq!(result.error_name(), "ToolError", "{}", result.text());
-    assert!(
-        result.error_message().contains("`message`"),
-        "{}",
-        result.error_message()
-    );
+    result.assert_message_contains(&["`message`"]);
 
     // Every request on the wire carried the configured headers, the variable expanded.
     let sent = proxy.sent().to_ascii_lowercase();

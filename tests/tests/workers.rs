@@ -71,16 +71,7 @@ async fn a_worker_killed_mid_call_is_an_internal_error_and_the_session_resumes()
     let result = call.await.unwrap();
     assert!(result.is_error());
     assert_eq!(result.error_name(), "InternalError", "{}", result.text());
-    assert!(
-        result.error_message().contains("signal 9"),
-        "{}",
-        result.error_message()
-    );
-    assert!(
-        result.error_message().contains("rolled back"),
-        "{}",
-        result.error_message()
-    );
+    result.assert_message_contains(&["signal 9", "rolled back"]);
     assert_eq!(result.logs(), [("log".to_owned(), "looping".to_owned())]);
     assert_eq!(server.execute("mcp.state.n").await.value(), &json!(1));
 }
