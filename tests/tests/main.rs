@@ -10,6 +10,7 @@ mod host;
 mod json;
 mod limits;
 mod microtasks;
+mod repl_rule;
 mod sandbox;
 mod state;
 mod timeouts;

@@ -2,8 +2,25 @@
 //! statement is an expression statement, that expression is the result (as in a REPL).
 //!
 //! The rewrite is syntactic and exact: the code is parsed once as an async function body with
-//! Boa's own parser, and the last statement's span is wrapped in `return (…);`. Anything the
-//! parser rejects is left alone, so the engine reports the syntax error with its own message.
+//! Boa's own parser, and `return ` is inserted where the last expression statement starts.
+//! Only the start is needed: the expression statement runs to the end of the code (trailing
+//! `;`, empty statements, comments and whitespace are all still valid after a `return`), so
+//! nothing depends on where Boa's spans of compound nodes end (a computed member access such
+//! as `rows[0]` ends before its `]`). Anything the parser rejects is left alone, so the engine
+//! reports the syntax error with its own message.
+//!
+//! The completion rule, checked against Node's REPL by the table in `shape_table.json`:
+//! - the last statement, after skipping empty statements (`;`), is an expression statement:
+//!   its value is the result, whatever the expression form (member access by index, optional
+//!   chains, sequences, `await`, templates, `new`, arrows, classes, assignments, updates,
+//!   unary operators, regex literals, parenthesised object literals), whatever comments or
+//!   line breaks (ASI) come after it;
+//! - any other last statement (a declaration, `if`, `for`, `while`, `try`, a block, `switch`)
+//!   gives `undefined`, returned as `null`. Node's REPL differs there: it gives the completion
+//!   value of the statement (`if (c) { 1 }` is `1`; `1; let x = 2` is `1`). We do not follow
+//!   it, because a completion value there needs the engine's own completion tracking; the
+//!   table records both answers for these cases, and the tool description tells agents to end
+//!   with an expression or `return`.
 
 use std::ops::ControlFlow;
 
@@ -31,19 +48,19 @@ pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<String, String
         }
         m => m,
     })?;
-    let rewritten = last_expression_span(&parsed, code).map(|(start, end)| {
-        let mut s = String::with_capacity(code.len() + 12);
+    let statements = parsed.statements().len();
+    let rewritten = last_expression_start(&parsed, code).map(|start| {
+        let mut s = String::with_capacity(code.len() + 8);
         s.push_str(&code[..start]);
-        s.push_str("return (");
-        s.push_str(&code[start..end]);
-        s.push_str(");");
-        s.push_str(&code[end..]);
+        s.push_str("return ");
+        s.push_str(&code[start..]);
         s
     });
-    // The rewrite must parse as well as the original did; if a span were ever off, running
-    // the code unchanged (result `null`) beats reporting a syntax error the user did not write.
+    // The rewrite must parse to the same statements with a `return` in the expression's
+    // place; if a span were ever off, running the code unchanged (result `null`) beats
+    // reporting a syntax error the user did not write.
     let body = rewritten
-        .filter(|body| parse(body, interner).is_ok())
+        .filter(|body| is_same_shape_with_return(body, statements, interner))
         .unwrap_or_else(|| code.to_owned());
     Ok(format!("{PREFIX}{body}{SUFFIX}"))
 }
@@ -55,49 +72,60 @@ fn parse(
     Parser::new(Source::from_bytes(code)).parse_function_body(interner, false, true)
 }
 
-/// The smallest span covering every expression node under the visited one. Boa's spans of
-/// some compound nodes (calls) start at their own punctuation rather than at their first
-/// operand, but leaf spans are exact, so the union over all nodes is the statement's extent.
-#[derive(Default)]
-struct Extent {
-    start: Option<Position>,
-    end: Option<Position>,
+/// Whether `body` parses into `statements` top-level statements, the last one that is not
+/// empty being a `return` with a value.
+fn is_same_shape_with_return(body: &str, statements: usize, interner: &mut Interner) -> bool {
+    let Ok(parsed) = parse(body, interner) else {
+        return false;
+    };
+    let items = parsed.statements();
+    items.len() == statements
+        && matches!(
+            last_non_empty(items),
+            Some(StatementListItem::Statement(s))
+                if matches!(s.as_ref(), Statement::Return(r) if r.target().is_some())
+        )
 }
 
-impl<'ast> Visitor<'ast> for Extent {
+/// The last item that is not an empty statement (`;`).
+fn last_non_empty(items: &[StatementListItem]) -> Option<&StatementListItem> {
+    items.iter().rev().find(|item| {
+        !matches!(item, StatementListItem::Statement(s) if matches!(s.as_ref(), Statement::Empty))
+    })
+}
+
+/// The earliest start of every expression node under the visited one. Boa's spans of some
+/// compound nodes (calls) start at their own punctuation rather than at their first operand,
+/// but leaf spans are exact, so the minimum over all nodes is where the statement starts.
+#[derive(Default)]
+struct Start(Option<Position>);
+
+impl<'ast> Visitor<'ast> for Start {
     type BreakTy = ();
 
     fn visit_expression(&mut self, node: &'ast Expression) -> ControlFlow<()> {
-        let span = node.span();
+        let start = node.span().start();
         let key = |p: Position| (p.line_number(), p.column_number());
-        if self.start.is_none_or(|s| key(span.start()) < key(s)) {
-            self.start = Some(span.start());
-        }
-        if self.end.is_none_or(|e| key(span.end()) > key(e)) {
-            self.end = Some(span.end());
+        if self.0.is_none_or(|s| key(start) < key(s)) {
+            self.0 = Some(start);
         }
         node.visit_with(self)
     }
 }
 
-/// Byte range of the last top-level statement when it is an expression statement.
-fn last_expression_span(
-    body: &boa_ast::function::FunctionBody,
-    code: &str,
-) -> Option<(usize, usize)> {
-    let last = body.statements().last()?;
-    let StatementListItem::Statement(stmt) = last else {
+/// Byte offset where the last top-level statement starts, when it is an expression statement
+/// (empty statements after it are skipped).
+fn last_expression_start(body: &boa_ast::function::FunctionBody, code: &str) -> Option<usize> {
+    let StatementListItem::Statement(stmt) = last_non_empty(body.statements())? else {
         return None;
     };
     let Statement::Expression(expr) = stmt.as_ref() else {
         return None;
     };
-    let mut extent = Extent::default();
-    let _ = extent.visit_expression(expr);
-    let (start, end) = (extent.start?, extent.end?);
-    let start = byte_offset(code, start.line_number(), start.column_number())?;
-    let end = byte_offset(code, end.line_number(), end.column_number())?;
-    (start < end).then_some((start, end))
+    let mut start = Start::default();
+    let _ = start.visit_expression(expr);
+    let start = start.0?;
+    byte_offset(code, start.line_number(), start.column_number())
 }
 
 /// Byte offset of a 1-based (line, column) position as Boa's lexer counts them: columns are
@@ -139,17 +167,47 @@ mod tests {
 
     #[test]
     fn last_expression_becomes_the_return_value() {
-        assert_eq!(body("1+1"), "return (1+1);");
-        assert_eq!(body("let x = 3; x * 2;"), "let x = 3; return (x * 2);;");
-        assert_eq!(body("mcp.state.n = 1"), "return (mcp.state.n = 1);");
+        assert_eq!(body("1+1"), "return 1+1");
+        assert_eq!(body("let x = 3; x * 2;"), "let x = 3; return x * 2;");
+        assert_eq!(body("mcp.state.n = 1"), "return mcp.state.n = 1");
+    }
+
+    #[test]
+    fn index_access_and_trailing_punctuation_are_kept_whole() {
+        assert_eq!(
+            body("const rows = [5, 7];\nrows[0]"),
+            "const rows = [5, 7];\nreturn rows[0]"
+        );
+        assert_eq!(body("a[b[c]]"), "return a[b[c]]");
+        assert_eq!(body("o?.k?.[1]"), "return o?.k?.[1]");
+        assert_eq!(body("(a)"), "return (a)");
+        assert_eq!(body("({a: 1})"), "return ({a: 1})");
+        assert_eq!(body("`a${b}//c`"), "return `a${b}//c`");
+    }
+
+    #[test]
+    fn trailing_empty_statements_and_comments_stay_after_the_return() {
+        assert_eq!(body("1;;"), "return 1;;");
+        assert_eq!(body("v\n// done\n;\n"), "return v\n// done\n;\n");
+        assert_eq!(body("v /* a */ // b"), "return v /* a */ // b");
+    }
+
+    #[test]
+    fn asi_splits_are_respected() {
+        // `i\n++\ni` is `i; ++i`: the last statement is `++i`.
+        assert_eq!(body("let i = 0\ni\n++\ni"), "let i = 0\ni\nreturn ++\ni");
+        assert_eq!(body("let a = 1\n;[a]"), "let a = 1\n;return [a]");
+        // No ASI before `(`: `f\n()` is one call.
+        assert_eq!(body("f\n()"), "return f\n()");
     }
 
     #[test]
     fn multi_line_and_unicode_positions_are_exact() {
         assert_eq!(
             body("const s = '😀é';\r\nfoo(\n  s\n)\n// done"),
-            "const s = '😀é';\r\nreturn (foo(\n  s\n));\n// done"
+            "const s = '😀é';\r\nreturn foo(\n  s\n)\n// done"
         );
+        assert_eq!(body("'😀';\u{2028}[1][0]"), "'😀';\u{2028}return [1][0]");
     }
 
     #[test]
@@ -158,8 +216,14 @@ mod tests {
             "let x = 1",
             "return 5",
             "if (a) { 1 }",
+            "for (;;) { break }",
+            "{ 1 }",
+            "label: 1",
+            "1; let z = 2",
             "function f() {}",
+            "class C {}",
             "",
+            ";",
         ] {
             assert_eq!(body(code), code);
         }
@@ -183,36 +247,75 @@ mod tests {
             "a.b.c()",
             "`x${1}`",
             "new Foo()",
+            "new Foo",
             "-x",
             "x++",
+            "++x",
             "a ? b : c",
             "[1, 2]",
             "({a: 1})",
             "async () => 1",
             "typeof x",
+            "void 0",
+            "delete o.k",
             "await x",
             "x = await y",
+            "x += 1",
             "'s'",
             "/re/.test(s)",
+            "/re/g",
             "a?.b?.()",
+            "a?.[0]",
             "f()()",
             "a[0](1)",
+            "a[0]",
+            "a[i][j].k",
             "tag`t`",
+            "a.b`t${1}`",
             "(function(){}).call()",
+            "(class {})",
             "x => x",
             "!x",
             "a, b",
+            "a[0], b[1]",
+            "x ?? y",
+            "2 ** 3",
+            "'a' in o",
+            "this",
         ] {
             assert_eq!(
                 body(&format!("let q = 1;\n{expr}")),
-                format!("let q = 1;\nreturn ({expr});"),
+                format!("let q = 1;\nreturn {expr}"),
                 "{expr}"
             );
         }
     }
 
+    /// Every case of the Node table whose last statement is an expression gets its `return`;
+    /// the others are left alone (their values are checked through the binary in
+    /// tests/tests/repl_rule.rs).
+    #[test]
+    fn every_table_case_parses_and_expression_cases_are_returned() {
+        let table: Vec<serde_json::Value> =
+            serde_json::from_str(include_str!("shape_table.json")).unwrap();
+        for row in table {
+            let code = row["code"].as_str().unwrap();
+            let wrapped = body(code);
+            let deviates = row.get("kernel").is_some();
+            let is_declaration = ["let ", "var ", "function ", "class ", "while "]
+                .iter()
+                .any(|p| code.starts_with(p) && !code.contains('\n'));
+            if deviates || is_declaration {
+                assert_eq!(wrapped, code, "{code:?}");
+            } else {
+                assert_ne!(wrapped, code, "{code:?} got no return");
+                assert!(wrapped.contains("return "), "{code:?}");
+            }
+        }
+    }
+
     #[test]
     fn await_at_top_level_parses() {
-        assert_eq!(body("await x; y"), "await x; return (y);");
+        assert_eq!(body("await x; y"), "await x; return y");
     }
 }
