@@ -5,6 +5,7 @@
 
 mod args;
 mod concurrency;
+mod cross_session;
 mod execute;
 mod host;
 mod json;

@@ -5,12 +5,16 @@
 //!
 //! ```text
 //! mcpk-fixture [--name NAME] [--exit-after-ms N] [--tools-changed-after-ms N]
+//!              [--start-after-file PATH]
 //! ```
 //!
 //! - `--name NAME`: the server name sent in `initialize` (default `fixture`).
 //! - `--exit-after-ms N`: exit with status 0 N ms after start, whatever is in flight.
 //! - `--tools-changed-after-ms N`: N ms after the client's `initialized` notification, add
 //!   the tool `late` and send `notifications/tools/list_changed`.
+//! - `--start-after-file PATH`: read nothing from stdin (so the client's `initialize` stays
+//!   unanswered) until PATH exists: a server that is still starting for exactly as long as a
+//!   test wants.
 //!
 //! Tools: `echo`, `crash`, `hang`, `cancellations`, `fail`, `image`, `audio`, `structured`,
 //! `slow` (and `late`). Resource: `fixture://readme`.
@@ -55,6 +59,7 @@ struct Options {
     name: String,
     exit_after: Option<Duration>,
     tools_changed_after: Option<Duration>,
+    start_after_file: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -63,6 +68,7 @@ impl Options {
             name: "fixture".to_owned(),
             exit_after: None,
             tools_changed_after: None,
+            start_after_file: None,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -72,6 +78,7 @@ impl Options {
                 "--tools-changed-after-ms" => {
                     options.tools_changed_after = Some(parse_ms(&flag, &value()?)?);
                 }
+                "--start-after-file" => options.start_after_file = Some(value()?.into()),
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
@@ -463,7 +470,7 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!(
                 "mcpk-fixture: {error}\nusage: mcpk-fixture [--name NAME] [--exit-after-ms N] \
-                 [--tools-changed-after-ms N]"
+                 [--tools-changed-after-ms N] [--start-after-file PATH]"
             );
             return std::process::ExitCode::from(2);
         }
@@ -474,6 +481,12 @@ async fn main() -> std::process::ExitCode {
             eprintln!("mcpk-fixture: --exit-after-ms elapsed, exiting");
             std::process::exit(0);
         });
+    }
+    if let Some(path) = &options.start_after_file {
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!("mcpk-fixture: {} exists, starting", path.display());
     }
     let (closed, stdin_closed) = watch::channel(false);
     let stdin = ReportEof {
