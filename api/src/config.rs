@@ -1,4 +1,11 @@
 //! Server configuration: plain data with secure defaults, validated in one place.
+//!
+//! One source of defaults: the kernel's limits come from [`KernelConfig::new`], the session
+//! limit from [`mcpk_session::SessionConfig::default`], the upstream timeouts from
+//! [`UpstreamLimits::default`](crate::UpstreamLimits), and the rest is set here;
+//! [`ServeConfig::default`] gathers them, and the command line's defaults are read from it.
+//! [`ServeConfig::validate`] checks every value and the relations between them, so a limit that
+//! cannot work stops the server at start-up instead of failing a call later.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,18 +52,19 @@ pub struct ServeConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
+        let kernel = KernelConfig::new(PathBuf::from("mcp-kernel"));
         Self {
-            worker_exe: PathBuf::from("mcp-kernel"),
-            warm_workers: 2,
-            memory_mib: 256,
+            warm_workers: kernel.warm_workers,
+            memory_mib: kernel.memory_mib,
             default_timeout: Duration::from_millis(5_000),
             max_timeout: Duration::from_millis(60_000),
-            max_result_bytes: 32 * 1024,
-            max_log_bytes: 16 * 1024,
-            max_state_bytes: 8 * 1024 * 1024,
-            max_sessions: 256,
+            max_result_bytes: kernel.max_result_bytes,
+            max_log_bytes: kernel.max_log_bytes,
+            max_state_bytes: kernel.max_state_bytes,
+            max_sessions: mcpk_session::SessionConfig::default().max_sessions,
             upstream_config: None,
             upstream_limits: crate::upstream::UpstreamLimits::default(),
+            worker_exe: kernel.worker_exe,
         }
     }
 }
@@ -79,6 +87,26 @@ pub enum ConfigError {
         /// The maximum timeout.
         max: Duration,
     },
+    /// A commit at `max_state_bytes` (with a result at `max_result_bytes`) would not fit in one
+    /// worker protocol frame once JSON-escaped.
+    #[error(
+        "max-state-bytes ({max_state_bytes}) does not fit in a worker protocol frame: with \
+         max-result-bytes ({max_result_bytes}) a commit can take {frame_bytes} bytes \
+         JSON-escaped, over the protocol's frame limit MAX_FRAME_BYTES ({max_frame_bytes} \
+         bytes); the largest max-state-bytes that fits is {largest_state_bytes}"
+    )]
+    StateAboveFrame {
+        /// The configured largest state, in JSON bytes.
+        max_state_bytes: usize,
+        /// The configured largest result, in JSON bytes.
+        max_result_bytes: usize,
+        /// The largest frame those limits can make, in bytes.
+        frame_bytes: usize,
+        /// The protocol's frame limit, in bytes.
+        max_frame_bytes: usize,
+        /// The largest `max_state_bytes` that fits with this `max_result_bytes`.
+        largest_state_bytes: usize,
+    },
 }
 
 impl ServeConfig {
@@ -94,6 +122,14 @@ impl ServeConfig {
             ("max-result-bytes", self.max_result_bytes == 0),
             ("max-state-bytes", self.max_state_bytes == 0),
             ("max-sessions", self.max_sessions == 0),
+            (
+                "upstream-connect-timeout-ms",
+                self.upstream_limits.connect_timeout.is_zero(),
+            ),
+            (
+                "upstream-call-timeout-ms",
+                self.upstream_limits.call_timeout.is_zero(),
+            ),
         ];
         if let Some((name, _)) = positive.into_iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { name });
@@ -102,6 +138,17 @@ impl ServeConfig {
             return Err(ConfigError::DefaultAboveMax {
                 default: self.default_timeout,
                 max: self.max_timeout,
+            });
+        }
+        let frame_bytes = self.kernel_config().worst_case_frame_bytes();
+        if frame_bytes > mcpk_kernel::MAX_FRAME_BYTES {
+            let excess = frame_bytes - mcpk_kernel::MAX_FRAME_BYTES;
+            return Err(ConfigError::StateAboveFrame {
+                max_state_bytes: self.max_state_bytes,
+                max_result_bytes: self.max_result_bytes,
+                frame_bytes,
+                max_frame_bytes: mcpk_kernel::MAX_FRAME_BYTES,
+                largest_state_bytes: self.max_state_bytes.saturating_sub(excess.div_ceil(2)),
             });
         }
         Ok(())
@@ -151,6 +198,56 @@ mod tests {
         assert_eq!(config.max_result_bytes, 32_768);
         assert_eq!(config.max_log_bytes, 16_384);
         assert_eq!(config.max_state_bytes, 8_388_608);
+    }
+
+    #[test]
+    fn defaults_come_from_the_crates_that_enforce_them() {
+        let config = ServeConfig::default();
+        let kernel = KernelConfig::new(PathBuf::from("mcp-kernel"));
+        assert_eq!(config.warm_workers, kernel.warm_workers);
+        assert_eq!(config.memory_mib, kernel.memory_mib);
+        assert_eq!(config.max_result_bytes, kernel.max_result_bytes);
+        assert_eq!(config.max_log_bytes, kernel.max_log_bytes);
+        assert_eq!(config.max_state_bytes, kernel.max_state_bytes);
+        assert_eq!(
+            config.max_sessions,
+            mcpk_session::SessionConfig::default().max_sessions
+        );
+        let kernel = config.kernel_config();
+        assert_eq!(
+            kernel.max_json_depth,
+            KernelConfig::new(PathBuf::new()).max_json_depth
+        );
+    }
+
+    #[test]
+    fn a_state_limit_that_cannot_fit_in_a_frame_is_refused_naming_both_limits() {
+        let fits = |max_state_bytes| ServeConfig {
+            max_state_bytes,
+            ..ServeConfig::default()
+        };
+        let Err(error) = fits(40 << 20).validate() else {
+            panic!("40 MiB of state cannot fit in a 64 MiB frame JSON-escaped");
+        };
+        let message = error.to_string();
+        assert!(message.contains("max-state-bytes (41943040)"), "{message}");
+        assert!(
+            message.contains("MAX_FRAME_BYTES (67108864 bytes)"),
+            "{message}"
+        );
+        let ConfigError::StateAboveFrame {
+            largest_state_bytes,
+            ..
+        } = error
+        else {
+            panic!("{error:?}")
+        };
+        // The limit is exact: the largest fitting value passes, one byte more does not.
+        assert_eq!(fits(largest_state_bytes).validate(), Ok(()));
+        assert!(matches!(
+            fits(largest_state_bytes + 1).validate(),
+            Err(ConfigError::StateAboveFrame { .. })
+        ));
     }
 
     #[test]

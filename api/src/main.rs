@@ -37,48 +37,60 @@ struct RunArgs {
     serve: ServeArgs,
 }
 
+/// The one source of defaults; the flags below show and use its values.
+fn defaults() -> ServeConfig {
+    ServeConfig::default()
+}
+
+/// A duration in whole milliseconds, as the `_ms` flags take it.
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The `serve` (and `run`) flags. Every default comes from [`ServeConfig::default`]; every
+/// check is [`ServeConfig::validate`], run at start-up.
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Upstream MCP servers, in Claude Desktop's `{"mcpServers": {...}}` format.
     #[arg(long, env = "MCP_KERNEL_CONFIG")]
     config: Option<std::path::PathBuf>,
     /// Idle workers kept started so new sessions start fast.
-    #[arg(long, env = "MCP_KERNEL_WARM_WORKERS", default_value_t = 2)]
+    #[arg(long, env = "MCP_KERNEL_WARM_WORKERS", default_value_t = defaults().warm_workers)]
     warm_workers: usize,
     /// Address-space limit of each worker process, in MiB.
-    #[arg(long, env = "MCP_KERNEL_MEMORY_MIB", default_value_t = 256)]
+    #[arg(long, env = "MCP_KERNEL_MEMORY_MIB", default_value_t = defaults().memory_mib)]
     memory_mib: u64,
     /// Wall-clock limit of a call that sets no `timeout_ms`.
-    #[arg(long, env = "MCP_KERNEL_DEFAULT_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "MCP_KERNEL_DEFAULT_TIMEOUT_MS", default_value_t = ms(defaults().default_timeout))]
     default_timeout_ms: u64,
     /// The largest `timeout_ms` a call may ask for.
-    #[arg(long, env = "MCP_KERNEL_MAX_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(long, env = "MCP_KERNEL_MAX_TIMEOUT_MS", default_value_t = ms(defaults().max_timeout))]
     max_timeout_ms: u64,
     /// Results longer than this (JSON bytes) are truncated with a note.
-    #[arg(long, env = "MCP_KERNEL_MAX_RESULT_BYTES", default_value_t = 32 * 1024)]
+    #[arg(long, env = "MCP_KERNEL_MAX_RESULT_BYTES", default_value_t = defaults().max_result_bytes)]
     max_result_bytes: usize,
     /// Console output captured per call, in bytes.
-    #[arg(long, env = "MCP_KERNEL_MAX_LOG_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "MCP_KERNEL_MAX_LOG_BYTES", default_value_t = defaults().max_log_bytes)]
     max_log_bytes: usize,
     /// Largest `mcp.state` a call may commit, in JSON bytes.
-    #[arg(long, env = "MCP_KERNEL_MAX_STATE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "MCP_KERNEL_MAX_STATE_BYTES", default_value_t = defaults().max_state_bytes)]
     max_state_bytes: usize,
     /// Longest wait for an upstream server to start and list its tools.
     #[arg(
         long,
         env = "MCP_KERNEL_UPSTREAM_CONNECT_TIMEOUT_MS",
-        default_value_t = 30_000
+        default_value_t = ms(defaults().upstream_limits.connect_timeout)
     )]
     upstream_connect_timeout_ms: u64,
     /// Longest wait for one upstream tool call or resource read.
     #[arg(
         long,
         env = "MCP_KERNEL_UPSTREAM_CALL_TIMEOUT_MS",
-        default_value_t = 60_000
+        default_value_t = ms(defaults().upstream_limits.call_timeout)
     )]
     upstream_call_timeout_ms: u64,
     /// Sessions open at once; each holds one worker process.
-    #[arg(long, env = "MCP_KERNEL_MAX_SESSIONS", default_value_t = 256)]
+    #[arg(long, env = "MCP_KERNEL_MAX_SESSIONS", default_value_t = defaults().max_sessions)]
     max_sessions: usize,
 }
 

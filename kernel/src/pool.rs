@@ -48,6 +48,20 @@ impl KernelConfig {
         }
     }
 
+    /// The largest frame these limits can make, in bytes: a `Done` (or `Restore`) frame whose
+    /// state and result are at their limits and made only of characters that JSON escaping
+    /// doubles (`"` and `\\`; a JSON text has no raw control characters), plus the frame's own
+    /// fields. It must not exceed [`MAX_FRAME_BYTES`](crate::MAX_FRAME_BYTES).
+    #[must_use]
+    pub fn worst_case_frame_bytes(&self) -> usize {
+        /// The frame's type, id and field names, with room to spare.
+        const FRAME_FIELDS_BYTES: usize = 1024;
+        self.max_state_bytes
+            .saturating_add(self.max_result_bytes)
+            .saturating_mul(2)
+            .saturating_add(FRAME_FIELDS_BYTES)
+    }
+
     pub(crate) fn limits(&self) -> WorkerLimits {
         WorkerLimits {
             memory_mib: self.memory_mib,

@@ -29,7 +29,9 @@ use crate::outcome::{CallError, LogEntry};
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// Largest frame either side accepts, in bytes: room for an 8 MiB state, JSON-escaped.
-pub(crate) const MAX_FRAME_BYTES: usize = 64 << 20;
+/// [`KernelConfig::worst_case_frame_bytes`](crate::KernelConfig::worst_case_frame_bytes) must
+/// stay within it; the server refuses limits that do not at start-up.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
 /// Largest host call (its arguments as JSON) and largest host reply, in bytes. Bigger ones are
 /// refused with an error naming the size, so no frame ever exceeds [`MAX_FRAME_BYTES`].

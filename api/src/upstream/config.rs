@@ -9,9 +9,11 @@
 //! ```
 //!
 //! `${VAR}` in any string expands from the supervisor's environment (`$$` is a literal `$`);
-//! the values stay in the supervisor and never reach the sandbox. Keys this version does not
-//! use (`disabled`, `type`, `timeout`, ...) are accepted, except `"disabled": true`, which
-//! skips the server. Every error names the file, the server and the field.
+//! the values stay in the supervisor and never reach the sandbox. `"disabled": true` skips the
+//! server and `type` is accepted and ignored. Any other key is ignored with a start-up warning
+//! that names the closest known key (`comand`: did you mean `command`?), not an error, since
+//! Claude Desktop files carry keys of other clients. Every error names the file, the server
+//! and the field.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -81,14 +83,55 @@ pub(crate) fn load(path: &Path) -> Result<Vec<ServerConfig>, UpstreamConfigError
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| err(None, None, format!("cannot read: {e}")))?;
-    parse(&text, &file, &|name| std::env::var(name).ok())
+    let mut warnings = Vec::new();
+    let servers = parse(
+        &text,
+        &file,
+        &|name| std::env::var(name).ok(),
+        &mut warnings,
+    )?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(servers)
 }
 
-/// Parses configuration text; `lookup` resolves `${VAR}`.
+/// The keys of a server entry this version reads (`type` is read and ignored).
+const KNOWN_KEYS: [&str; 8] = [
+    "command", "args", "env", "cwd", "url", "headers", "disabled", "type",
+];
+
+/// The known key closest to `key` by edit distance, when it is close enough to be a typo.
+fn closest_known_key(key: &str) -> Option<&'static str> {
+    KNOWN_KEYS
+        .iter()
+        .map(|known| (strsim::damerau_levenshtein(key, known), *known))
+        .filter(|(distance, known)| *distance <= (known.len() / 3).max(1))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// The warning for an unknown key `key` of server `server`, with a typo suggestion.
+fn unknown_key_warning(file: &str, server: &str, key: &str) -> String {
+    let shown: String = key.chars().take(64).collect();
+    match closest_known_key(key) {
+        Some(known) => format!(
+            "{file}: server `{server}`: unknown key `{shown}` is ignored; did you mean `{known}`?"
+        ),
+        None => format!(
+            "{file}: server `{server}`: unknown key `{shown}` is ignored (known keys: {})",
+            KNOWN_KEYS.join(", ")
+        ),
+    }
+}
+
+/// Parses configuration text; `lookup` resolves `${VAR}`. Keys that are ignored add a line to
+/// `warnings`.
 pub(crate) fn parse(
     text: &str,
     file: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<ServerConfig>, UpstreamConfigError> {
     let err = |server: Option<&str>, field: Option<&str>, message: String| UpstreamConfigError {
         file: file.to_owned(),
@@ -133,6 +176,16 @@ pub(crate) fn parse(
         if entry.get("disabled") == Some(&Value::Bool(true)) {
             continue;
         }
+        let unknown: Vec<&str> = entry
+            .keys()
+            .map(String::as_str)
+            .filter(|key| !KNOWN_KEYS.contains(key))
+            .collect();
+        warnings.extend(
+            unknown
+                .iter()
+                .map(|key| unknown_key_warning(file, name, key)),
+        );
         let string = |field: &str| -> Result<Option<String>, UpstreamConfigError> {
             match entry.get(field) {
                 None | Some(Value::Null) => Ok(None),
@@ -221,11 +274,17 @@ pub(crate) fn parse(
                 }
             }
             (None, None) => {
+                let typo = unknown
+                    .iter()
+                    .find_map(|key| Some((key, closest_known_key(key)?)))
+                    .map(|(key, known)| format!(" (`{key}` is not a key; did you mean `{known}`?)"))
+                    .unwrap_or_default();
                 return Err(err(
                     Some(name),
                     None,
-                    "needs `command` (a stdio server) or `url` (a streamable-HTTP server)"
-                        .to_owned(),
+                    format!(
+                        "needs `command` (a stdio server) or `url` (a streamable-HTTP server){typo}"
+                    ),
                 ));
             }
         };
@@ -291,11 +350,50 @@ mod tests {
     }
 
     fn parse_ok(text: &str) -> Vec<ServerConfig> {
-        parse(text, "servers.json", &env).unwrap()
+        parse(text, "servers.json", &env, &mut Vec::new()).unwrap()
     }
 
     fn parse_err(text: &str) -> String {
-        parse(text, "servers.json", &env).unwrap_err().to_string()
+        parse(text, "servers.json", &env, &mut Vec::new())
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        let mut warnings = Vec::new();
+        parse(text, "servers.json", &env, &mut warnings).unwrap();
+        warnings
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_the_closest_known_key() {
+        assert_eq!(
+            warnings(r#"{"mcpServers": {"a": {"command": "x", "comand": "y", "arg": []}}}"#),
+            [
+                "servers.json: server `a`: unknown key `arg` is ignored; did you mean `args`?",
+                "servers.json: server `a`: unknown key `comand` is ignored; did you mean `command`?",
+            ]
+        );
+        let far = warnings(r#"{"mcpServers": {"a": {"url": "http://h", "autoApprove": []}}}"#);
+        assert_eq!(far.len(), 1);
+        assert!(
+            far[0].contains("unknown key `autoApprove` is ignored (known keys: command,"),
+            "{far:?}"
+        );
+        assert!(warnings(r#"{"mcpServers": {"a": {"command": "x", "type": "stdio"}}}"#).is_empty());
+        let long = format!(
+            r#"{{"mcpServers": {{"a": {{"command": "x", "{}": 1}}}}}}"#,
+            "k".repeat(10_000)
+        );
+        assert!(warnings(&long)[0].len() < 300, "the echoed key is capped");
+    }
+
+    #[test]
+    fn a_missing_command_names_the_likely_typo() {
+        assert!(
+            parse_err(r#"{"mcpServers": {"a": {"comand": "x"}}}"#)
+                .contains("needs `command` (a stdio server) or `url` (a streamable-HTTP server) (`comand` is not a key; did you mean `command`?)")
+        );
     }
 
     #[test]
