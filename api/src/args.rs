@@ -1,15 +1,17 @@
-//! The `execute` tool's arguments: their JSON schema and their validation.
+//! The `execute` tool's arguments: a serde struct whose JSON schema comes from schemars, and
+//! the tool-error form of a rejection.
 //!
-//! Validation is written out by hand instead of going through `serde::Deserialize`, so that
-//! every rejection names the field and the problem in words an agent can act on, and so that
-//! nothing is ever coerced: a number is not a string, `"100"` is not an integer, `1.5` and
-//! `1.0` are not integers.
+//! Deserialisation never coerces: a number is not a string, `"100"` is not an integer, `1.5`
+//! and `1.0` are not integers. Each field's deserialiser words its own rejection, naming the
+//! field and the problem in terms an agent can act on; any value echoed back is cut to
+//! [`MAX_ECHO_CHARS`] characters. Bad argument values are tool execution errors (`isError:
+//! true`, MCP 2025-11-25, SEP-1303), so the model sees them and corrects its call.
 
 use std::time::Duration;
 
-use rmcp::ErrorData;
-use rmcp::model::JsonObject;
-use serde_json::Value;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Value, json};
 
 use crate::config::ServeConfig;
 
@@ -20,30 +22,74 @@ pub(crate) const DEFAULT_SESSION: &str = "default";
 /// The longest session name accepted, in characters.
 pub(crate) const MAX_SESSION_CHARS: usize = 128;
 
-const FIELDS: [&str; 3] = ["code", "session", "timeout_ms"];
+/// The most characters of a rejected value (or unknown field name) an error message echoes.
+pub(crate) const MAX_ECHO_CHARS: usize = 40;
 
-/// The schema the tool advertises. Validation does not read it; it documents the contract that
-/// [`ExecuteArgs::parse`] enforces.
-#[derive(schemars::JsonSchema)]
+/// `execute`'s arguments as they arrive. The schema the tool advertises is derived from this
+/// struct (with the configured timeout bounds filled in by [`input_schema`]).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(
-    dead_code,
-    reason = "only the schema is used; parse() reads the JSON itself"
-)]
-struct ExecuteSchema {
+struct ExecuteInput {
     /// JavaScript: the body of an async function.
+    #[serde(deserialize_with = "code")]
     code: String,
     /// Named session with its own `mcp.state`; omit for the default session.
+    #[serde(default, deserialize_with = "session")]
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.:-]+$"))]
     session: Option<String>,
     /// Wall-clock limit in milliseconds.
-    #[schemars(range(min = 1))]
-    timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "timeout_ms")]
+    #[schemars(with = "Option<u64>", range(min = 1))]
+    timeout_ms: Option<Timeout>,
+}
+
+/// A `timeout_ms` value: its upper bound is configured, so the range is checked after
+/// deserialisation, where the configuration is known.
+#[derive(Debug)]
+enum Timeout {
+    /// A positive integer.
+    Ms(u64),
+    /// Anything else, described for the message.
+    Invalid(String),
+}
+
+fn code<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(code) => Ok(code),
+        other => Err(serde::de::Error::custom(format!(
+            "`code` must be a string of JavaScript, got {}",
+            describe(&other)
+        ))),
+    }
+}
+
+/// An explicit `null` means "not given" (the schema marks optional fields nullable), since
+/// some clients serialise unset optionals that way.
+fn session<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(None),
+        Value::String(name) if is_valid_session_name(&name) => Ok(Some(name)),
+        other => Err(serde::de::Error::custom(format!(
+            "`session` must be a string of 1 to {MAX_SESSION_CHARS} characters from \
+             A-Z a-z 0-9 _ . : -, got {}",
+            describe(&other)
+        ))),
+    }
+}
+
+fn timeout_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Timeout>, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Null => None,
+        Value::Number(n) if n.as_u64().is_some_and(|ms| ms >= 1) => {
+            Some(Timeout::Ms(n.as_u64().unwrap_or_default()))
+        }
+        other => Some(Timeout::Invalid(describe(&other))),
+    })
 }
 
 /// The input schema of `execute`, with the configured timeout bounds filled in.
 pub(crate) fn input_schema(config: &ServeConfig) -> JsonObject {
-    let schema = rmcp::handler::server::tool::schema_for_input::<ExecuteSchema>()
+    let schema = rmcp::handler::server::tool::schema_for_input::<ExecuteInput>()
         .unwrap_or_else(|error| panic!("the execute schema is not an object schema: {error}"));
     let mut schema = schema.as_ref().clone();
     if let Some(Value::Object(timeout)) = schema
@@ -54,6 +100,43 @@ pub(crate) fn input_schema(config: &ServeConfig) -> JsonObject {
         timeout.insert("default".into(), config.default_timeout_ms().into());
     }
     schema
+}
+
+/// A rejected argument: a tool execution error whose message names the tool, the field and
+/// the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ArgumentError(pub(crate) String);
+
+impl ArgumentError {
+    /// `"<tool>: <problem>"`, from a serde rejection of the arguments of `tool`. serde's own
+    /// words for a missing or unknown field are kept, with an unknown name cut short.
+    pub(crate) fn from_serde(tool: &str, error: &serde_json::Error) -> Self {
+        let message = error.to_string();
+        let message = if let Some(field) = message.strip_prefix("missing field ") {
+            format!("missing required field {field}")
+        } else if let Some(rest) = message.strip_prefix("unknown field `")
+            && let Some((name, expected)) = rest.split_once("`, expected ")
+        {
+            format!("unknown field `{}`, expected {expected}", shorten(name))
+        } else {
+            message
+        };
+        Self(format!("{tool}: {message}"))
+    }
+
+    /// The tool result the agent sees: `isError: true`, the message as text, and
+    /// `structuredContent.error {name: "ArgumentError", message}` like other failed calls.
+    pub(crate) fn into_result(self) -> CallToolResult {
+        let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
+            "ArgumentError: {}",
+            self.0
+        ))]);
+        result.structured_content = Some(json!({
+            "error": {"name": "ArgumentError", "message": self.0, "stack": null},
+        }));
+        result
+    }
 }
 
 /// Validated arguments of one `execute` call.
@@ -68,69 +151,37 @@ pub(crate) struct ExecuteArgs {
 }
 
 impl ExecuteArgs {
-    /// Validates raw tool arguments against the contract, with the configured timeout bounds.
-    ///
-    /// An explicit `null` for an optional field means "not given" (the schema marks those
-    /// fields nullable), since some clients serialise unset optionals that way.
+    /// Deserialises raw tool arguments (taken, so `code` is not copied) and checks the timeout
+    /// against the configured bounds.
     ///
     /// # Errors
-    /// An `invalid_params` (-32602) error whose message names the field and the problem.
+    /// An [`ArgumentError`] whose message names the field and the problem.
     pub(crate) fn parse(
-        arguments: Option<&JsonObject>,
+        arguments: Option<JsonObject>,
         config: &ServeConfig,
-    ) -> Result<Self, ErrorData> {
-        let empty = JsonObject::new();
-        let arguments = arguments.unwrap_or(&empty);
-        if let Some(unknown) = arguments.keys().find(|key| !FIELDS.contains(&key.as_str())) {
-            return Err(invalid(format!(
-                "unknown field `{}`, expected one of `code`, `session`, `timeout_ms`",
-                shorten(unknown)
-            )));
-        }
-
-        let code = match arguments.get("code") {
-            None => return Err(invalid("missing required field `code`".to_owned())),
-            Some(Value::String(code)) => code.clone(),
-            Some(other) => {
-                return Err(invalid(format!(
-                    "`code` must be a string of JavaScript, got {}",
-                    describe(other)
-                )));
-            }
-        };
-
-        let session = match arguments.get("session") {
-            None | Some(Value::Null) => DEFAULT_SESSION.to_owned(),
-            Some(Value::String(name)) if is_valid_session_name(name) => name.clone(),
-            Some(other) => {
-                return Err(invalid(format!(
-                    "`session` must be a string of 1 to {MAX_SESSION_CHARS} characters from \
-                     A-Z a-z 0-9 _ . : -, got {}",
-                    describe(other)
-                )));
-            }
-        };
-
+    ) -> Result<Self, ArgumentError> {
+        let input: ExecuteInput =
+            serde_json::from_value(Value::Object(arguments.unwrap_or_default()))
+                .map_err(|error| ArgumentError::from_serde(crate::server::EXECUTE, &error))?;
         let max = config.max_timeout_ms();
-        let timeout = match arguments.get("timeout_ms") {
-            None | Some(Value::Null) => config.default_timeout,
-            Some(Value::Number(n)) if n.as_u64().is_some_and(|ms| (1..=max).contains(&ms)) => {
-                Duration::from_millis(n.as_u64().unwrap_or_default())
-            }
-            Some(other) => {
-                return Err(invalid(format!(
-                    "`timeout_ms` must be an integer from 1 to {max}, got {}",
-                    describe(other)
-                )));
-            }
+        let timeout = match input.timeout_ms {
+            None => config.default_timeout,
+            Some(Timeout::Ms(ms)) if ms <= max => Duration::from_millis(ms),
+            Some(Timeout::Ms(ms)) => return Err(bad_timeout(max, &ms.to_string())),
+            Some(Timeout::Invalid(got)) => return Err(bad_timeout(max, &got)),
         };
-
         Ok(Self {
-            code,
-            session,
+            code: input.code,
+            session: input.session.unwrap_or_else(|| DEFAULT_SESSION.to_owned()),
             timeout,
         })
     }
+}
+
+fn bad_timeout(max: u64, got: &str) -> ArgumentError {
+    ArgumentError(format!(
+        "execute: `timeout_ms` must be an integer from 1 to {max}, got {got}"
+    ))
 }
 
 /// 1 to [`MAX_SESSION_CHARS`] characters, each one of `A-Z a-z 0-9 _ . : -`.
@@ -141,18 +192,14 @@ fn is_valid_session_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-fn invalid(problem: String) -> ErrorData {
-    ErrorData::invalid_params(format!("execute: {problem}"), None)
-}
-
 /// The offending value as JSON, cut short so a huge argument does not flood the error.
-fn describe(value: &Value) -> String {
+pub(crate) fn describe(value: &Value) -> String {
     shorten(&value.to_string())
 }
 
-fn shorten(text: &str) -> String {
-    const MAX_CHARS: usize = 40;
-    match text.char_indices().nth(MAX_CHARS) {
+/// `text` cut to [`MAX_ECHO_CHARS`] characters, with `…` when cut.
+pub(crate) fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
         None => text.to_owned(),
         Some((cut, _)) => format!("{}…", &text[..cut]),
     }
@@ -160,18 +207,13 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn parse(arguments: Value) -> Result<ExecuteArgs, String> {
         let Value::Object(arguments) = arguments else {
             panic!("arguments must be an object")
         };
-        ExecuteArgs::parse(Some(&arguments), &ServeConfig::default()).map_err(|error| {
-            assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
-            error.message.into_owned()
-        })
+        ExecuteArgs::parse(Some(arguments), &ServeConfig::default()).map_err(|error| error.0)
     }
 
     #[test]
@@ -189,7 +231,7 @@ mod tests {
         assert_eq!(
             ExecuteArgs::parse(None, &ServeConfig::default())
                 .unwrap_err()
-                .message,
+                .0,
             "execute: missing required field `code`"
         );
     }
@@ -268,10 +310,27 @@ mod tests {
     }
 
     #[test]
-    fn long_values_are_shortened_in_messages() {
+    fn long_values_and_unknown_names_are_shortened_in_messages() {
         let message = parse(json!({"code": "1", "session": "x y".repeat(1000)})).unwrap_err();
         assert!(message.len() < 200, "{message}");
         assert!(message.ends_with('…'), "{message}");
+        let mut arguments = serde_json::Map::new();
+        arguments.insert("code".into(), json!("1"));
+        arguments.insert("k".repeat(100_000), json!(1));
+        let message = parse(Value::Object(arguments)).unwrap_err();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("unknown field `kkk"), "{message}");
+        let message = parse(json!({"code": "1", "timeout_ms": "9".repeat(10_000)})).unwrap_err();
+        assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn rejections_are_tool_errors_the_model_sees() {
+        let result = ArgumentError("execute: x".into()).into_result();
+        assert_eq!(result.is_error, Some(true));
+        let structured = result.structured_content.unwrap();
+        assert_eq!(structured["error"]["name"], "ArgumentError");
+        assert_eq!(structured["error"]["message"], "execute: x");
     }
 
     #[test]

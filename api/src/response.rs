@@ -3,8 +3,8 @@
 //! Two kinds of failure, kept apart:
 //! - the user's code failed (threw, timed out, ran out of memory, ...) → `Ok` with a
 //!   [`CallToolResult`] whose `isError` is true, which the agent reads and can fix;
-//! - the protocol or the infrastructure failed (bad arguments, unknown tool, no worker) →
-//!   `Err(ErrorData)`, a JSON-RPC error.
+//! - the protocol or the infrastructure failed (unknown tool, no worker) → `Err(ErrorData)`,
+//!   a JSON-RPC error. (Bad argument values are tool errors too: see `args.rs`.)
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use mcpk_session::SessionManager;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-    ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -81,13 +81,16 @@ impl KernelServer {
 
     async fn execute(
         &self,
-        params: &CallToolRequestParams,
+        arguments: Option<JsonObject>,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         // Taken before anything can fail: dropping it gives up this call's turn.
         let arrival = context.extensions.get::<Arc<Arrival>>().cloned();
         let config = &self.inner.config;
-        let args = ExecuteArgs::parse(params.arguments.as_ref(), config)?;
+        let args = match ExecuteArgs::parse(arguments, config) {
+            Ok(args) => args,
+            Err(error) => return Ok(error.into_result()),
+        };
         if let Some(arrival) = &arrival {
             arrival.wait_turn().await;
         }
@@ -209,16 +212,21 @@ impl ServerHandler for KernelServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // Bad argument values are tool errors the model sees (SEP-1303); an unknown tool stays
+        // a JSON-RPC error.
         match request.name.as_ref() {
             EXECUTE => self
-                .execute(&request, context)
+                .execute(request.arguments, context)
                 .await
                 .map(CallToolResponse::from),
             search::SEARCH_TOOLS => {
-                let args = search::SearchArgs::parse(request.arguments.as_ref())?;
-                search::search(&self.inner.upstreams, &args)
-                    .await
-                    .map(CallToolResponse::from)
+                let searched = match search::SearchArgs::parse(request.arguments) {
+                    Ok(args) => search::search(&self.inner.upstreams, &args).await,
+                    Err(error) => Err(error),
+                };
+                Ok(searched
+                    .unwrap_or_else(crate::args::ArgumentError::into_result)
+                    .into())
             }
             _ => Err(response::unknown_tool(&request.name)),
         }

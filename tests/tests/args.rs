@@ -1,5 +1,6 @@
-//! Protocol faults: wrong or missing arguments and unknown tools are JSON-RPC errors (-32602)
-//! whose message names the field, and the server keeps answering afterwards.
+//! Bad arguments are tool execution errors (`isError: true`, MCP 2025-11-25, SEP-1303) whose
+//! message names the field, so the model sees them; an unknown tool stays a JSON-RPC error
+//! (-32602); the server keeps answering afterwards.
 
 use mcpk_tests::{ExecuteResult as _, Server};
 use rmcp::model::ErrorCode;
@@ -43,27 +44,16 @@ fn bad_arguments() -> Vec<(Value, &'static [&'static str])> {
 }
 
 #[tokio::test]
-async fn bad_arguments_are_invalid_params_naming_the_field() {
+async fn bad_arguments_are_tool_errors_naming_the_field() {
     let server = Server::start().await;
     for (arguments, needles) in bad_arguments() {
-        let error = server.execute_rejected(arguments.clone()).await;
-        assert_eq!(
-            error.code,
-            ErrorCode::INVALID_PARAMS,
-            "{arguments}: {error:?}"
-        );
-        assert!(
-            error.message.starts_with("execute: "),
-            "{arguments}: {}",
-            error.message
-        );
-        for needle in needles {
-            assert!(
-                error.message.contains(needle),
-                "{arguments}: message {:?} lacks {needle:?}",
-                error.message
-            );
-        }
+        let result = server.execute_with(arguments.clone()).await;
+        assert!(result.is_error(), "{arguments}: {result:?}");
+        assert_eq!(result.error_name(), "ArgumentError", "{arguments}");
+        let message = result.error_message();
+        assert!(message.starts_with("execute: "), "{arguments}: {message}");
+        assert_eq!(result.text(), format!("ArgumentError: {message}"));
+        result.assert_message_contains(needles);
     }
     // Still serving.
     server.ping().await;
@@ -86,10 +76,32 @@ async fn unknown_tool_is_invalid_params_naming_it() {
 }
 
 #[tokio::test]
+async fn echoed_values_are_capped() {
+    let server = Server::start().await;
+    let huge = "x".repeat(1 << 20);
+    for arguments in [
+        json!({"code": "1", "session": huge}),
+        json!({"code": "1", "timeout_ms": huge}),
+        json!({"code": "1", huge.clone(): 1}),
+        json!({"code": [huge]}),
+    ] {
+        let result = server.execute_with(arguments).await;
+        assert!(result.is_error());
+        assert!(result.text().len() < 300, "{}", &result.text()[..300]);
+    }
+    let result = server
+        .call_tool("search_tools", json!({"query": "x", "detail": huge}))
+        .await
+        .expect("a tool result");
+    assert!(result.is_error());
+    assert!(result.text().len() < 300, "{}", &result.text()[..300]);
+}
+
+#[tokio::test]
 async fn the_server_still_runs_code_after_rejecting_arguments() {
     let server = Server::start().await;
     for (arguments, _) in bad_arguments() {
-        server.execute_rejected(arguments).await;
+        assert!(server.execute_with(arguments).await.is_error());
     }
     let result = server.execute("return 40 + 2").await;
     assert_eq!(result.value(), &json!(42));

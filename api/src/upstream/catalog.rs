@@ -11,11 +11,28 @@ pub(crate) use mcpk_session::Detail;
 
 use crate::catalog::{SearchIndex, declaration, signature};
 
-/// One upstream tool.
+/// One upstream tool, with its TypeScript signature and `.d.ts` declaration generated once,
+/// when the catalogue version that holds it is built (never per listing or search).
 #[derive(Debug, Clone)]
 pub(crate) struct CatalogTool {
     pub(crate) server: String,
     pub(crate) tool: Tool,
+    /// `signature(server, tool)`: one TypeScript line.
+    pub(crate) signature: String,
+    /// `declaration(server, tool)`: the `.d.ts` text with docs.
+    pub(crate) declaration: String,
+}
+
+impl CatalogTool {
+    /// The tool with its signature and declaration generated.
+    pub(crate) fn new(server: String, tool: Tool) -> Self {
+        Self {
+            signature: signature(&server, &tool),
+            declaration: declaration(&server, &tool),
+            server,
+            tool,
+        }
+    }
 }
 
 /// An immutable snapshot, rebuilt whenever any upstream's tool list or availability changes.
@@ -33,11 +50,14 @@ const DEFAULT_LIMIT: usize = 10;
 const MAX_LIMIT: usize = 100;
 
 impl Catalog {
-    pub(crate) fn new(mut tools: Vec<CatalogTool>) -> Self {
-        tools.sort_by(|a, b| (&a.server, &a.tool.name).cmp(&(&b.server, &b.tool.name)));
+    /// The version hash of `tools` (server name and tool), sorting them into catalogue order:
+    /// hex SHA-256 over the canonical JSON of each. Cheap next to generating signatures, so a
+    /// rebuild that finds the version unchanged keeps the old snapshot.
+    pub(crate) fn version_of(tools: &mut [(String, Tool)]) -> String {
+        tools.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
         let mut hasher = Sha256::new();
-        for t in &tools {
-            let entry = json!([t.server, t.tool]);
+        for (server, tool) in tools.iter() {
+            let entry = json!([server, tool]);
             hasher.update(serde_json::to_vec(&entry).unwrap_or_default());
             hasher.update(b"\n");
         }
@@ -45,6 +65,17 @@ impl Catalog {
         for byte in hasher.finalize() {
             let _ = write!(version, "{byte:02x}");
         }
+        version
+    }
+
+    /// The snapshot of `tools` (server name and tool), generating each tool's signature and
+    /// declaration.
+    pub(crate) fn new(mut tools: Vec<(String, Tool)>) -> Self {
+        let version = Self::version_of(&mut tools);
+        let tools: Vec<CatalogTool> = tools
+            .into_iter()
+            .map(|(server, tool)| CatalogTool::new(server, tool))
+            .collect();
         let index = SearchIndex::new(tools.iter().map(|t| {
             (
                 t.server.as_str(),
@@ -115,7 +146,7 @@ pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
         Detail::Signatures => json!({
             "server": t.server,
             "name": t.tool.name,
-            "signature": signature(&t.server, &t.tool),
+            "signature": t.signature,
             "description": summary(description),
         }),
         Detail::Full => json!({
@@ -123,7 +154,7 @@ pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
             "name": t.tool.name,
             "title": t.tool.title,
             "description": description,
-            "signature": signature(&t.server, &t.tool),
+            "signature": t.signature,
             "inputSchema": t.tool.input_schema,
             "outputSchema": t.tool.output_schema,
             "annotations": t.tool.annotations,
@@ -145,10 +176,10 @@ pub(crate) fn render(tools: &[&CatalogTool], detail: Detail) -> String {
                 if !summary.is_empty() {
                     let _ = writeln!(out, "// {summary}");
                 }
-                let _ = writeln!(out, "{}", signature(&t.server, &t.tool));
+                let _ = writeln!(out, "{}", t.signature);
             }
             Detail::Full => {
-                let _ = writeln!(out, "{}", declaration(&t.server, &t.tool));
+                let _ = writeln!(out, "{}", t.declaration);
             }
         }
     }
@@ -170,22 +201,30 @@ mod tests {
 
     #[test]
     fn the_version_changes_with_any_tool_list_and_not_with_order() {
-        let a = CatalogTool {
-            server: "fs".into(),
-            tool: tool("read_file", "Read a file."),
-        };
-        let b = CatalogTool {
-            server: "mem".into(),
-            tool: tool("read_graph", "Read the graph."),
-        };
+        let a = ("fs".to_owned(), tool("read_file", "Read a file."));
+        let b = ("mem".to_owned(), tool("read_graph", "Read the graph."));
         let v1 = Catalog::new(vec![a.clone(), b.clone()]).version;
         let v2 = Catalog::new(vec![b.clone(), a.clone()]).version;
         assert_eq!(v1, v2);
+        assert_eq!(Catalog::version_of(&mut [b.clone(), a.clone()]), v1);
         let mut changed = b.clone();
-        changed.tool.description = Some("Read the whole graph.".into());
+        changed.1.description = Some("Read the whole graph.".into());
         assert_ne!(Catalog::new(vec![a.clone(), changed]).version, v1);
         assert_ne!(Catalog::new(vec![a]).version, v1);
         assert_eq!(v1.len(), 64);
+    }
+
+    #[test]
+    fn signatures_are_generated_with_the_snapshot() {
+        let catalog = Catalog::new(vec![("fs".to_owned(), tool("read_file", "Read a file."))]);
+        let t = &catalog.tools[0];
+        assert_eq!(t.signature, signature("fs", &t.tool));
+        assert_eq!(t.declaration, declaration("fs", &t.tool));
+        assert_eq!(
+            entry(t, Detail::Signatures)["signature"],
+            t.signature.as_str()
+        );
+        assert!(render(&[t], Detail::Full).contains(&t.declaration));
     }
 
     #[test]

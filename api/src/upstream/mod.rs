@@ -26,7 +26,7 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::{mpsc, watch};
 
-pub(crate) use catalog::{Catalog, CatalogTool, Detail, entry, render, summary};
+pub(crate) use catalog::{Catalog, Detail, entry, render, summary};
 pub use config::UpstreamConfigError;
 pub(crate) use config::{ServerConfig, Transport};
 pub(crate) use host::UpstreamHost;
@@ -208,25 +208,28 @@ impl Upstreams {
 
     /// Rebuilds the catalogue from the statuses. Statuses are read and the snapshot stored
     /// under the write lock, so two supervisors rebuilding at once cannot store a snapshot older
-    /// than the statuses the other one saw.
+    /// than the statuses the other one saw. When the version is unchanged the old snapshot is
+    /// kept, so signatures are generated once per catalogue version.
     fn rebuild_catalog(&self) {
         let Ok(mut slot) = self.catalog.write() else {
             return;
         };
-        let tools = self.servers.values().flat_map(|u| match u.status() {
-            Status::Ready { tools, .. } => tools
-                .iter()
-                .map(|tool| CatalogTool {
-                    server: u.config.name.clone(),
-                    tool: tool.clone(),
-                })
-                .collect::<Vec<_>>(),
-            _ => Vec::new(),
-        });
-        let catalog = Arc::new(Catalog::new(tools.collect()));
-        if slot.version != catalog.version {
-            tracing::info!(version = %catalog.version, tools = catalog.tools.len(), "tool catalogue changed");
+        let mut tools: Vec<(String, Tool)> = self
+            .servers
+            .values()
+            .flat_map(|u| match u.status() {
+                Status::Ready { tools, .. } => tools
+                    .iter()
+                    .map(|tool| (u.config.name.clone(), tool.clone()))
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
+            .collect();
+        if Catalog::version_of(&mut tools) == slot.version {
+            return;
         }
+        let catalog = Arc::new(Catalog::new(tools));
+        tracing::info!(version = %catalog.version, tools = catalog.tools.len(), "tool catalogue changed");
         *slot = catalog;
     }
 }
@@ -425,4 +428,19 @@ pub(crate) async fn list_resources(upstreams: &Upstreams) -> Vec<(String, Resour
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_rebuild_with_the_same_version_keeps_the_snapshot_and_its_signatures() {
+        let upstreams = Upstreams::start(Vec::new(), UpstreamLimits::default());
+        upstreams.rebuild_catalog();
+        let first = upstreams.catalog();
+        upstreams.rebuild_catalog();
+        upstreams.settled(Duration::from_secs(1)).await;
+        assert!(Arc::ptr_eq(&first, &upstreams.catalog()));
+    }
 }
