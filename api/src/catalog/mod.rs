@@ -4,7 +4,5 @@
 mod search;
 mod signature;
 
-#[allow(unused_imports)]
-pub(crate) use search::{SearchHit, SearchIndex};
-#[allow(unused_imports)]
+pub(crate) use search::SearchIndex;
 pub(crate) use signature::{declaration, signature};

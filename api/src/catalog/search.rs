@@ -75,7 +75,6 @@ impl Default for SearchIndex {
     }
 }
 
-#[allow(dead_code)] // Until the catalogue tools that search land.
 impl SearchIndex {
     /// Indexes `(server, tool, description)` documents; their order is the catalogue order
     /// that ties and empty queries keep.

@@ -39,7 +39,6 @@ const MAX_NODES: usize = 1_000;
 /// `servers.fs.read_file(args: {path: string; head?: number}): Promise<{content: string}>`.
 ///
 /// The return type comes from `output_schema`, or is `unknown` without one.
-#[allow(dead_code)] // Until the catalogue tools that call it land.
 pub(crate) fn signature(server: &str, tool: &Tool) -> String {
     let input = Value::Object(JsonObject::clone(&tool.input_schema));
     let args = Converter::new(&input).root_args();
@@ -58,7 +57,6 @@ pub(crate) fn signature(server: &str, tool: &Tool) -> String {
 /// The full `.d.ts` text for `tool://<server>/<tool>.d.ts`: the tool's JSDoc and `declare
 /// function` line, then an interface (or type alias) for its arguments and, when the tool
 /// declares an output schema, for its result. Deterministic for a given tool.
-#[allow(dead_code)] // Until the catalogue tools that call it land.
 pub(crate) fn declaration(server: &str, tool: &Tool) -> String {
     let base = pascal_case(&tool.name);
     let args_name = format!("{base}Args");
