@@ -26,6 +26,20 @@ use serde_json::{Value, json};
 /// longest call the tests make has a 3 s timeout; a worker may have to start first).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 
+/// CPU ticks (normally 10 ms each) a worker must use before it counts as spinning.
+pub const SPIN_TICKS: u64 = 20;
+
+/// User + system CPU ticks process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After the command: state (field 3), ... utime (14), stime (15).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// How much of the server's stderr is kept (the most recent bytes).
 const STDERR_KEEP_BYTES: usize = 256 * 1024;
 
@@ -196,6 +210,58 @@ impl Server {
                 workers.len()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// CPU time (user + system, in clock ticks) each live worker has used so far, by pid.
+    #[must_use]
+    pub fn worker_cpu_ticks(&self) -> std::collections::HashMap<u32, u64> {
+        self.workers()
+            .into_iter()
+            .filter_map(|pid| Some((pid, cpu_ticks(pid)?)))
+            .collect()
+    }
+
+    /// Waits for the event "a call is spinning in a worker": one of the workers in `before`
+    /// (from [`Self::worker_cpu_ticks`]) has used [`SPIN_TICKS`] more CPU ticks since. Idle
+    /// workers use none, so this is the call running, observed rather than assumed after a
+    /// sleep. Returns that worker's pid.
+    ///
+    /// # Panics
+    /// When no worker does within [`REQUEST_DEADLINE`] (a hang guard, not a timing assertion).
+    pub async fn wait_for_spinning_worker(
+        &self,
+        before: &std::collections::HashMap<u32, u64>,
+    ) -> u32 {
+        let deadline = tokio::time::Instant::now() + REQUEST_DEADLINE;
+        loop {
+            let spinning = before.iter().find(|(pid, ticks)| {
+                cpu_ticks(**pid).is_some_and(|now| now >= *ticks + SPIN_TICKS)
+            });
+            if let Some((pid, _)) = spinning {
+                return *pid;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no worker of {before:?} started spinning"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until worker `pid` is gone (exited, or a zombie not yet reaped).
+    ///
+    /// # Panics
+    /// When it is still alive after `guard` (a hang guard: the caller sets it far beyond any
+    /// legitimate wait).
+    pub async fn wait_for_worker_exit(&self, pid: u32, guard: Duration) {
+        let deadline = tokio::time::Instant::now() + guard;
+        while self.workers().contains(&pid) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker {pid} is still alive after {guard:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

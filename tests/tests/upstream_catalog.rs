@@ -11,7 +11,7 @@ use rmcp::model::ReadResourceRequestParams;
 use serde_json::{Value, json};
 
 /// Tools of `mcpk-fixture` without `--tools-changed-after-ms`, sorted.
-const FIXTURE_TOOLS: [&str; 9] = [
+const FIXTURE_TOOLS: [&str; 10] = [
     "audio",
     "cancellations",
     "crash",
@@ -19,6 +19,7 @@ const FIXTURE_TOOLS: [&str; 9] = [
     "fail",
     "hang",
     "image",
+    "rendezvous",
     "slow",
     "structured",
 ];

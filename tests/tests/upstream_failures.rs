@@ -68,11 +68,10 @@ async fn an_upstream_crash_mid_call_is_a_tool_error_and_the_server_is_restarted(
     let server = Server::start_with_upstreams(&config, &[], &[], &["fixture", "fs"]).await;
     assert_eq!(server.execute("mcp.state.n = 1").await.value(), &json!(1));
 
-    let started = Instant::now();
+    // The message proves the crash was noticed, not waited out: a call timeout says otherwise.
     let result = server
         .execute("mcp.state.n = 2; await servers.fixture.crash(); 'unreachable'")
         .await;
-    assert!(started.elapsed() < BOUNDED, "took {:?}", started.elapsed());
     assert_eq!(result.error_name(), "ToolError", "{}", result.text());
     let message = result.error_message();
     assert!(
@@ -90,7 +89,6 @@ async fn an_upstream_crash_mid_call_is_a_tool_error_and_the_server_is_restarted(
 
     // A call in flight when it dies fails too, and is not retried. (The fixture counts
     // waiting `hang` calls, so the crash is sent only once `hang` has arrived.)
-    let started = Instant::now();
     let result = server
         .execute(
             "const hang = servers.fixture.hang(); \
@@ -99,7 +97,6 @@ async fn an_upstream_crash_mid_call_is_a_tool_error_and_the_server_is_restarted(
              r.map(x => [x.status, x.reason.name, x.reason.server, x.reason.tool, x.reason.message])",
         )
         .await;
-    assert!(started.elapsed() < BOUNDED, "took {:?}", started.elapsed());
     let rows = result.value().as_array().expect("array").clone();
     assert_eq!(rows.len(), 2);
     for (row, tool) in rows.iter().zip(["hang", "crash"]) {
@@ -152,20 +149,15 @@ async fn a_hanging_upstream_call_times_out_with_execute_and_is_cancelled_upstrea
         &json!({"count": 0, "hanging": 0})
     );
 
-    let started = Instant::now();
     let result = server
         .execute_with(json!({
             "code": "mcp.state.n = 2; await servers.fixture.hang(); 'unreachable'",
             "timeout_ms": 1000
         }))
         .await;
-    let elapsed = started.elapsed();
+    // The execute deadline, not the 60 s upstream call timeout, ended it.
     assert_eq!(result.error_name(), "TimeoutError", "{}", result.text());
-    result.assert_message_contains(&["rolled back"]);
-    assert!(
-        elapsed >= Duration::from_millis(1000) && elapsed < BOUNDED,
-        "took {elapsed:?}"
-    );
+    result.assert_message_contains(&["timeout_ms=1000", "rolled back"]);
     assert_eq!(server.execute("mcp.state.n").await.value(), &json!(1));
     assert_eq!(
         wait_for_cancellation(&server).await,
@@ -250,16 +242,15 @@ async fn dead_upstreams_do_not_block_start_up_and_calls_to_them_fail_fast_with_t
             "MCP handshake failed",
         ),
     ] {
-        let started = Instant::now();
+        // "unavailable" with the start failure as reason: answered from the status at once,
+        // not after a connect timeout ("still starting after ...").
         let result = server.execute(&caught(call)).await;
-        let elapsed = started.elapsed();
         let value = result.value();
         assert_eq!(value[0], "ToolError", "{value}");
         let message = value[4].as_str().unwrap();
         assert!(message.starts_with(prefix), "{message}");
         assert!(message.contains(reason), "{message}");
         assert!(message.contains("restarted with backoff"), "{message}");
-        assert!(elapsed < Duration::from_secs(3), "{call} took {elapsed:?}");
     }
     // Still fine afterwards.
     assert_eq!(list_files(&server, &files).await, json!("[FILE] a.txt"));

@@ -2,8 +2,6 @@
 //! with their base64 untouched, `structuredContent`, JSON text; argument checks before a call
 //! is sent; and parallel calls that really overlap.
 
-use std::time::{Duration, Instant};
-
 use mcpk_tests::upstream::{TempDir, call_directly, fixture_entry, fixture_path, write_config};
 use mcpk_tests::{ExecuteResult as _, Server};
 use serde_json::{Value, json};
@@ -116,48 +114,37 @@ async fn images_audio_structured_content_and_json_text_arrive_as_the_upstream_se
     assert_eq!(result.value(), &json!([-7, "string", png.len()]));
 }
 
+/// Overlap is proven by an event, not by timing: `rendezvous` answers only once `n` calls with
+/// its key are in flight at once, so calls that ran one after another would never answer (the
+/// execute's timeout is only a hang guard).
 #[tokio::test]
 async fn parallel_upstream_calls_overlap() {
     let dir = TempDir::new("overlap");
     let server = fixture_server(&dir).await;
     let result = server
-        .execute(
-            "let t = Date.now(); const one = await servers.fixture.slow({ms: 300}); const single = Date.now() - t; \
-             t = Date.now(); \
-             const both = await Promise.all([servers.fixture.slow({ms: 300}), servers.other.slow({ms: 300}), servers.fixture.slow({ms: 300})]); \
-             return {one, single, both, together: Date.now() - t}",
-        )
+        .execute_with(json!({
+            "code": "const one = await servers.fixture.slow({ms: 1}); \
+                     const both = await Promise.all([\
+                       servers.fixture.rendezvous({key: 'a', n: 2}), \
+                       servers.other.rendezvous({key: 'a', n: 1}), \
+                       servers.fixture.rendezvous({key: 'a', n: 2})]); \
+                     return {one, both}",
+            "timeout_ms": 30000
+        }))
         .await;
-    let value = result.value();
-    assert_eq!(value["one"], json!({"slept_ms": 300}));
-    assert_eq!(
-        value["both"],
-        json!([{"slept_ms": 300}, {"slept_ms": 300}, {"slept_ms": 300}])
-    );
-    let single = value["single"].as_u64().expect("single");
-    let together = value["together"].as_u64().expect("together");
-    assert!(single >= 300, "one call took {single} ms");
-    assert!(
-        (300..550).contains(&together),
-        "three overlapping 300 ms calls took {together} ms"
-    );
-
-    // Measured from outside too: the whole execute call.
-    let started = Instant::now();
-    let result = server
-        .execute(
-            "await Promise.all([servers.fixture.slow({ms: 300}), servers.fixture.slow({ms: 300})])",
-        )
-        .await;
-    let elapsed = started.elapsed();
     assert_eq!(
         result.value(),
-        &json!([{"slept_ms": 300}, {"slept_ms": 300}])
+        &json!({"one": {"slept_ms": 1}, "both": [{"met": 2}, {"met": 1}, {"met": 2}]})
     );
-    assert!(
-        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(550),
-        "two overlapping 300 ms calls took {elapsed:?}"
-    );
+
+    // The same through one `execute` call seen from outside: three overlapping calls.
+    let result = server
+        .execute_with(json!({
+            "code": "await Promise.all([1, 2, 3].map(() => servers.fixture.rendezvous({key: 'b', n: 3})))",
+            "timeout_ms": 30000
+        }))
+        .await;
+    assert_eq!(result.value(), &json!([{"met": 3}, {"met": 3}, {"met": 3}]));
 }
 
 #[tokio::test]
@@ -293,15 +280,16 @@ async fn bad_search_arguments_are_json_rpc_invalid_params_naming_the_field() {
             "`serverName`",
         ),
     ] {
-        let error = server
-            .call_tool("search_tools", arguments.clone())
-            .await
-            .expect_err("bad arguments are a JSON-RPC error");
-        assert_eq!(error.code.0, -32602, "{arguments}: {error:?}");
+        let result = server.search_tools(arguments.clone()).await;
         assert!(
-            error.message.starts_with("search_tools: ") && error.message.contains(field),
-            "{arguments}: {}",
-            error.message
+            result.is_error(),
+            "bad arguments are a tool error: {arguments}"
+        );
+        assert_eq!(result.error_name(), "ArgumentError", "{arguments}");
+        let message = result.error_message();
+        assert!(
+            message.starts_with("search_tools: ") && message.contains(field),
+            "{arguments}: {message}"
         );
     }
     // And in code, TypeErrors naming the option.

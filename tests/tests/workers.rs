@@ -46,7 +46,10 @@ async fn a_worker_killed_between_calls_is_replaced_transparently() {
     let workers = server.workers();
     assert_eq!(workers.len(), 1, "one session, no warm pool: {workers:?}");
     kill(workers[0]);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The event, not a pause: the killed worker is gone before the next call.
+    server
+        .wait_for_worker_exit(workers[0], Duration::from_secs(30))
+        .await;
     let result = server.execute("return ++mcp.state.n").await;
     assert!(!result.is_error(), "{}", result.text());
     assert_eq!(result.value(), &json!(6));
@@ -58,6 +61,7 @@ async fn a_worker_killed_mid_call_is_an_internal_error_and_the_session_resumes()
     let server = std::sync::Arc::new(Server::start_with(&["--warm-workers", "0"]).await);
     server.execute("mcp.state.n = 1").await;
     let worker = server.workers()[0];
+    let before = server.worker_cpu_ticks();
     let call = tokio::spawn({
         let server = server.clone();
         async move {
@@ -66,7 +70,8 @@ async fn a_worker_killed_mid_call_is_an_internal_error_and_the_session_resumes()
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Killed while provably running the loop, not before it started.
+    assert_eq!(server.wait_for_spinning_worker(&before).await, worker);
     kill(worker);
     let result = call.await.unwrap();
     assert!(result.is_error());

@@ -17,7 +17,7 @@
 //!   test wants.
 //!
 //! Tools: `echo`, `crash`, `hang`, `cancellations`, `fail`, `image`, `audio`, `structured`,
-//! `slow` (and `late`). Resource: `fixture://readme`.
+//! `slow`, `rendezvous` (and `late`). Resource: `fixture://readme`.
 //!
 //! Stdout carries only the MCP stream; diagnostics go to stderr.
 
@@ -109,6 +109,8 @@ struct Inner {
     late: AtomicBool,
     /// Becomes true when stdin reaches end of file.
     stdin_closed: watch::Receiver<bool>,
+    /// `rendezvous` arrivals so far, by key.
+    rendezvous: std::sync::Mutex<std::collections::HashMap<String, watch::Sender<u64>>>,
 }
 
 /// Stdin that reports its end of file, so `hang` and `slow` can give up then. Otherwise rmcp, which
@@ -251,6 +253,16 @@ fn base_tools() -> Vec<Tool> {
             ),
         )
         .with_annotations(read_only()),
+        Tool::new(
+            "rendezvous",
+            "Waits until `n` calls with the same `key` have arrived (counting this one), then \
+             returns {\"met\": n} as JSON text: replies only if the calls overlap.",
+            closed_schema(
+                json!({"key": {"type": "string"}, "n": {"type": "integer", "minimum": 1}}),
+                &["key", "n"],
+            ),
+        )
+        .with_annotations(read_only()),
     ]
 }
 
@@ -286,6 +298,7 @@ impl Fixture {
                 hanging: AtomicU64::new(0),
                 late: AtomicBool::new(false),
                 stdin_closed,
+                rendezvous: std::sync::Mutex::default(),
             }),
         }
     }
@@ -332,6 +345,32 @@ impl Fixture {
                     }
                     () = self.stdin_closed() => {
                         Err(ErrorData::internal_error("stdin closed while hanging", None))
+                    }
+                }
+            }
+            "rendezvous" => {
+                let n = u64_arg(args, "n")?.unwrap_or(1);
+                let key = args.get("key").and_then(Value::as_str).unwrap_or_default();
+                let mut arrived = {
+                    let mut all = self
+                        .inner
+                        .rendezvous
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let sender = all
+                        .entry(key.to_owned())
+                        .or_insert_with(|| watch::channel(0).0);
+                    sender.send_modify(|count| *count += 1);
+                    sender.subscribe()
+                };
+                tokio::select! {
+                    _ = arrived.wait_for(|count| *count >= n) => Ok(json_text(&json!({"met": n}))),
+                    () = context.ct.cancelled() => {
+                        self.count_cancellation("rendezvous");
+                        Err(ErrorData::internal_error("rendezvous was cancelled", None))
+                    }
+                    () = self.stdin_closed() => {
+                        Err(ErrorData::internal_error("stdin closed while waiting", None))
                     }
                 }
             }
