@@ -11,6 +11,7 @@ mod json;
 mod limits;
 mod microtasks;
 mod sandbox;
+mod seal;
 mod state;
 mod timeouts;
 mod unicode;
