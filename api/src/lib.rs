@@ -23,12 +23,14 @@ mod arrival;
 mod catalog;
 mod config;
 mod json_text;
+mod launch;
 mod response;
 mod search;
 mod server;
 mod upstream;
 
 pub use config::{ConfigError, ServeConfig};
+pub use launch::exec_child;
 pub use upstream::{UpstreamConfigError, UpstreamLimits};
 
 use anyhow::Context as _;
@@ -50,7 +52,8 @@ pub async fn run_stdio(config: ServeConfig) -> anyhow::Result<()> {
 /// Serves MCP, one JSON-RPC message per line, over `read` and `write` until `read` ends.
 ///
 /// Starts the worker pool (its warm workers are started in the background) and one
-/// session manager for the connection.
+/// session manager for the connection. When `read` ends, stops every worker and stdio upstream
+/// server and waits until every one of those processes has exited before returning.
 ///
 /// # Errors
 /// An invalid `config`, or a failure of the MCP handshake or transport.
@@ -59,28 +62,50 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (sessions, upstreams) = start(&config)?;
-    let server = server::KernelServer::new(config, sessions, upstreams);
+    let started = start(&config)?;
+    let pool = started.pool.clone();
+    let server = server::KernelServer::new(config, started.sessions, started.upstreams);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP");
     let transport = arrival::Stamped::new(AsyncRwTransport::new_server(read, write));
-    let running = server
-        .serve(transport)
-        .await
-        .context("MCP initialisation failed")?;
-    let reason = running.waiting().await.context("the MCP service failed")?;
-    tracing::info!(?reason, "MCP connection closed");
-    Ok(())
+    let served = async {
+        let running = server
+            .serve(transport)
+            .await
+            .context("MCP initialisation failed")?;
+        let reason = running.waiting().await.context("the MCP service failed")?;
+        tracing::info!(?reason, "MCP connection closed");
+        Ok(())
+    }
+    .await;
+    shutdown(&pool).await;
+    served
+}
+
+/// Stops every worker and stdio upstream server and waits until each process has exited and
+/// been reaped (upstreams get their stdin closed and a short grace first; workers are killed).
+async fn shutdown(pool: &mcpk_kernel::WorkerPool) {
+    let upstream_pids = upstream::stdio::pids();
+    let worker_pids = pool.worker_pids();
+    futures::join!(upstream::stdio::shutdown(), pool.shutdown());
+    tracing::info!(
+        workers = ?worker_pids,
+        upstreams = ?upstream_pids,
+        "stopped every child process"
+    );
+}
+
+/// What [`start`] started.
+struct Started {
+    sessions: mcpk_session::SessionManager,
+    upstreams: std::sync::Arc<upstream::Upstreams>,
+    pool: std::sync::Arc<mcpk_kernel::WorkerPool>,
 }
 
 /// Validates `config`, loads the upstream configuration, and starts the upstreams (in the
 /// background) and the worker pool.
-fn start(
-    config: &ServeConfig,
-) -> anyhow::Result<(
-    mcpk_session::SessionManager,
-    std::sync::Arc<upstream::Upstreams>,
-)> {
+fn start(config: &ServeConfig) -> anyhow::Result<Started> {
     config.validate().context("invalid configuration")?;
+    upstream::stdio::set_launcher(config.worker_exe.clone());
     let servers = match &config.upstream_config {
         Some(path) => upstream::config::load(path)?,
         None => Vec::new(),
@@ -89,8 +114,12 @@ fn start(
     let pool = mcpk_kernel::WorkerPool::start(config.kernel_config());
     let host: std::sync::Arc<dyn mcpk_session::HostHandler> =
         std::sync::Arc::new(upstream::UpstreamHost::new(upstreams.clone()));
-    let sessions = mcpk_session::SessionManager::new(pool, host, config.session_config());
-    Ok((sessions, upstreams))
+    let sessions = mcpk_session::SessionManager::new(pool.clone(), host, config.session_config());
+    Ok(Started {
+        sessions,
+        upstreams,
+        pool,
+    })
 }
 
 /// What [`run_script`] produced.
@@ -113,7 +142,11 @@ pub async fn run_script(
     code: &str,
     timeout: std::time::Duration,
 ) -> anyhow::Result<ScriptRun> {
-    let (sessions, upstreams) = start(&config)?;
+    let Started {
+        sessions,
+        upstreams,
+        pool,
+    } = start(&config)?;
     upstreams
         .settled(config.upstream_limits.connect_timeout)
         .await;
@@ -126,9 +159,10 @@ pub async fn run_script(
     let outcome = sessions
         .execute(args::DEFAULT_SESSION, code, timeout)
         .await
-        .context("running the script")?;
-    Ok(ScriptRun {
-        outcome,
-        duration: started.elapsed(),
-    })
+        .context("running the script");
+    let duration = started.elapsed();
+    drop(sessions);
+    shutdown(&pool).await;
+    let outcome = outcome?;
+    Ok(ScriptRun { outcome, duration })
 }

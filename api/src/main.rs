@@ -24,6 +24,27 @@ enum Command {
     /// Run one kernel worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
     Worker,
+    /// Start a stdio upstream server that dies with the supervisor (started by `serve`; not
+    /// for direct use).
+    #[command(hide = true)]
+    ExecChild {
+        /// The supervisor's pid: the launcher refuses to start the server if its parent is
+        /// no longer this process.
+        #[arg(long)]
+        parent_pid: u32,
+        /// The server's command and arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Confine this process as a worker, then make one attempt the sandbox should refuse
+    /// (test-only; see `mcpk_kernel::run_sandbox_probe`).
+    #[command(hide = true)]
+    SandboxProbe {
+        /// control, socket, kill-parent, prlimit-parent, execve or open.
+        attempt: mcpk_kernel::ProbeAttempt,
+        /// The file `open` tries.
+        path: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +129,13 @@ fn main() -> ExitCode {
         Command::Worker => {
             init_tracing("warn");
             mcpk_kernel::run_worker()
+        }
+        Command::ExecChild {
+            parent_pid,
+            command,
+        } => mcpk_api::exec_child(parent_pid, &command),
+        Command::SandboxProbe { attempt, path } => {
+            mcpk_kernel::run_sandbox_probe(attempt, path.as_deref())
         }
     }
 }

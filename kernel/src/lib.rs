@@ -5,21 +5,29 @@
 //! sandboxed code (tool calls, catalogue look-ups) reach the embedding application through the
 //! [`HostHandler`] trait.
 //!
-//! - [`run_worker`] is the worker process's `main` (the hidden `mcp-kernel worker` subcommand).
+//! - [`run_worker`] is the worker process's `main` (the hidden `mcp-kernel worker` subcommand);
+//!   [`run_sandbox_probe`] confines a process the same way and makes one forbidden attempt (the
+//!   hidden, test-only `mcp-kernel sandbox-probe`).
 //! - [`WorkerPool`] keeps warm workers ready and hands out [`Worker`]s.
 //! - [`Worker::execute`] runs one call with a wall-clock deadline enforced by killing the process.
 
+mod children;
 mod outcome;
 mod pool;
+mod probe;
 mod process;
 mod protocol;
 mod sandbox;
+mod stderr;
 mod worker;
 
+pub use children::ChildSet;
 pub use outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
 pub use pool::{KernelConfig, WorkerPool};
+pub use probe::{Attempt as ProbeAttempt, run_sandbox_probe};
 pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
 pub use protocol::{Detail, HostOp, MAX_FRAME_BYTES};
+pub use stderr::{MAX_STDERR_LINE_BYTES, stderr_lines};
 
 /// Worker process entry point (`mcp-kernel worker`): reads its limits from the supervisor's
 /// `Init` frame on stdin, confines itself, and serves frames until stdin closes.
@@ -28,4 +36,13 @@ pub use protocol::{Detail, HostOp, MAX_FRAME_BYTES};
 /// reason is on stderr); 3 when the supervisor stopped reading stdout.
 pub fn run_worker() -> std::process::ExitCode {
     worker::run()
+}
+
+/// Names of the syscalls a worker may make once confined (the seccomp allowlist for the
+/// architecture this binary was built for); anything else kills it with `SIGSYS`.
+#[must_use]
+pub fn seccomp_allowlist() -> Vec<&'static str> {
+    sandbox::allowed_syscalls()
+        .map(sandbox::Allowed::name)
+        .collect()
 }

@@ -3,11 +3,13 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::children::ChildSet;
 use crate::process::{KernelError, Worker};
 use crate::protocol::WorkerLimits;
 
@@ -82,6 +84,10 @@ pub struct WorkerPool {
     config: KernelConfig,
     idle: Mutex<VecDeque<Worker>>,
     refill: Arc<Notify>,
+    /// Every worker process this pool started that has not been reaped, leased or not.
+    children: ChildSet,
+    /// Set by [`WorkerPool::shutdown`]: no more workers are started.
+    closed: AtomicBool,
 }
 
 impl WorkerPool {
@@ -96,6 +102,8 @@ impl WorkerPool {
             config,
             idle: Mutex::new(VecDeque::new()),
             refill: Arc::new(Notify::new()),
+            children: ChildSet::new(),
+            closed: AtomicBool::new(false),
         });
         tokio::spawn(maintain(Arc::downgrade(&pool), pool.refill.clone()));
         pool
@@ -110,9 +118,46 @@ impl WorkerPool {
     /// Spawns a worker with this pool's limits, bypassing the idle queue.
     ///
     /// # Errors
-    /// [`KernelError::Spawn`] or [`KernelError::Startup`] when the process cannot start.
+    /// [`KernelError::Spawn`] or [`KernelError::Startup`] when the process cannot start, or
+    /// the pool has been shut down.
     pub async fn spawn(&self) -> Result<Worker, KernelError> {
-        Worker::spawn(&self.config.worker_exe, self.config.limits()).await
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(KernelError::Startup {
+                reason: "the kernel is shutting down".to_owned(),
+            });
+        }
+        let worker = Worker::spawn(&self.config.worker_exe, self.config.limits()).await?;
+        if let Err(error) = self.children.register(worker.pid()) {
+            tracing::warn!(pid = worker.pid(), %error, "cannot track a worker process");
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            // Started while the pool shut down: dropping it kills it.
+            return Err(KernelError::Startup {
+                reason: "the kernel is shutting down".to_owned(),
+            });
+        }
+        Ok(worker)
+    }
+
+    /// Stops every worker this pool started, idle or leased, and waits until each process has
+    /// exited and been reaped. No worker is started afterwards ([`WorkerPool::lease`] fails).
+    /// Leased workers die mid-call if a call is still running; the supervisor is exiting.
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.refill.notify_one();
+        let idle: Vec<Worker> = self
+            .idle
+            .lock()
+            .map(|mut q| q.drain(..).collect())
+            .unwrap_or_default();
+        drop(idle);
+        self.children.stop_all(Duration::ZERO).await;
+    }
+
+    /// Pids of the worker processes this pool started that have not been reaped yet.
+    #[must_use]
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.children.pids()
     }
 
     /// Hands out an idle, live worker, or spawns one when none is ready. The worker belongs to
@@ -161,6 +206,9 @@ async fn maintain(pool: Weak<WorkerPool>, refill: Arc<Notify>) {
     let mut failures = 0u32;
     loop {
         let Some(strong) = pool.upgrade() else { return };
+        if strong.closed.load(Ordering::SeqCst) {
+            return;
+        }
         strong.prune_dead();
         let missing = strong
             .config

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -428,15 +427,17 @@ fn telling_line(tail: &VecDeque<String>) -> Option<String> {
         .cloned()
 }
 
+/// Keeps the last [`STDERR_TAIL_LINES`] lines of a worker's stderr (each cut to 512 bytes), read
+/// line-bounded so a worker cannot make the supervisor buffer a huge line.
 async fn collect_stderr(stderr: tokio::process::ChildStderr, tail: StderrTail, pid: u32) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let lines = crate::stderr::stderr_lines(stderr);
+    futures::pin_mut!(lines);
+    while let Some(mut line) = lines.next().await {
         tracing::debug!(pid, "worker stderr: {line}");
         if let Ok(mut tail) = tail.lock() {
             if tail.len() == STDERR_TAIL_LINES {
                 tail.pop_front();
             }
-            let mut line = line;
             line.truncate(line.floor_char_boundary(512));
             tail.push_back(line);
         }

@@ -1,5 +1,8 @@
 //! Confinement of the worker process. Each mechanism and what it does NOT cover:
 //!
+//! - **parent-death signal** (`PR_SET_PDEATHSIG` = `SIGKILL`), set first: the worker dies with
+//!   the supervisor's thread that started it, even when the supervisor is killed with
+//!   `SIGKILL` and cannot stop its children.
 //! - **rlimits** (`RLIMIT_AS` = `memory_mib`, `RLIMIT_CORE` = 0, `RLIMIT_FSIZE` = 0,
 //!   `RLIMIT_NOFILE` = 64). `RLIMIT_AS` caps address space, not resident memory, so the
 //!   usable heap is somewhat below `memory_mib` (the binary, stacks and runtime are mapped
@@ -11,10 +14,14 @@
 //!   stdin/stdout/stderr pipes), and on kernels without Landlock it is skipped with a warning
 //!   on stderr; seccomp still applies.
 //! - **seccomp** (installed on every thread, after the Context is built and before the first
-//!   untrusted byte): denies with `EPERM` the syscalls that open files, create sockets, start
-//!   processes or threads, signal other processes, trace, mount, load modules or change
-//!   credentials. It is a deny list over an otherwise allowed set; it does not limit `mmap`,
-//!   `read`/`write` on open descriptors or `getrandom`, which the engine needs.
+//!   untrusted byte): an allowlist of the syscalls the worker really makes once running
+//!   ([`allowed_syscalls`]: reading and writing its open descriptors, epoll, memory, time,
+//!   signals to itself, exit). Any other syscall, or `mmap`/`mprotect` with `PROT_EXEC`,
+//!   `ioctl` other than `FIONBIO`/`FIOCLEX`, `fcntl` other than the flag commands, or `tgkill`
+//!   of another process, kills the worker with `SIGSYS` (`SECCOMP_RET_KILL_PROCESS`); no call
+//!   is refused with an error code, because nothing the worker runs probes for a syscall after
+//!   start-up. It does not limit `read`/`write` on the descriptors already open, memory
+//!   (rlimits do) or CPU (the deadline does).
 //!
 //! `no_new_privs` is set by Landlock and seccomp both.
 
@@ -43,6 +50,8 @@ pub(crate) enum SandboxError {
     Seccomp(#[from] seccompiler::Error),
     #[error("seccomp: {0}")]
     SeccompBackend(#[from] seccompiler::BackendError),
+    #[error("prctl(PR_SET_PDEATHSIG): {0}")]
+    DeathSignal(rustix::io::Errno),
 }
 
 /// Applies rlimits and Landlock to the calling thread and every thread it starts later.
@@ -81,105 +90,281 @@ pub(crate) fn confine_process(memory_mib: u64) -> Result<(), SandboxError> {
     Ok(())
 }
 
-/// Syscalls the worker never needs once its Context is built.
-const DENIED: &[i64] = &[
-    libc::SYS_open,
-    libc::SYS_openat,
-    libc::SYS_openat2,
-    libc::SYS_creat,
-    libc::SYS_open_by_handle_at,
-    libc::SYS_name_to_handle_at,
-    libc::SYS_truncate,
-    libc::SYS_unlink,
-    libc::SYS_unlinkat,
-    libc::SYS_rename,
-    libc::SYS_renameat,
-    libc::SYS_renameat2,
-    libc::SYS_mkdir,
-    libc::SYS_mkdirat,
-    libc::SYS_rmdir,
-    libc::SYS_link,
-    libc::SYS_linkat,
-    libc::SYS_symlink,
-    libc::SYS_symlinkat,
-    libc::SYS_chmod,
-    libc::SYS_fchmodat,
-    libc::SYS_chown,
-    libc::SYS_fchownat,
-    libc::SYS_socket,
-    libc::SYS_socketpair,
-    libc::SYS_connect,
-    libc::SYS_bind,
-    libc::SYS_listen,
-    libc::SYS_accept,
-    libc::SYS_accept4,
-    libc::SYS_execve,
-    libc::SYS_execveat,
-    libc::SYS_fork,
-    libc::SYS_vfork,
-    libc::SYS_clone,
-    libc::SYS_clone3,
-    libc::SYS_kill,
-    libc::SYS_tkill,
-    libc::SYS_ptrace,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-    libc::SYS_pidfd_open,
-    libc::SYS_pidfd_getfd,
-    libc::SYS_mount,
-    libc::SYS_umount2,
-    libc::SYS_pivot_root,
-    libc::SYS_chroot,
-    libc::SYS_unshare,
-    libc::SYS_setns,
-    libc::SYS_init_module,
-    libc::SYS_finit_module,
-    libc::SYS_delete_module,
-    libc::SYS_kexec_load,
-    libc::SYS_reboot,
-    libc::SYS_swapon,
-    libc::SYS_swapoff,
-    libc::SYS_bpf,
-    libc::SYS_perf_event_open,
-    libc::SYS_userfaultfd,
-    libc::SYS_io_uring_setup,
-    libc::SYS_keyctl,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
-    libc::SYS_setuid,
-    libc::SYS_setgid,
-    libc::SYS_setreuid,
-    libc::SYS_setregid,
-    libc::SYS_setresuid,
-    libc::SYS_setresgid,
-    libc::SYS_setgroups,
-    libc::SYS_memfd_create,
-    libc::SYS_personality,
+/// What an allowed syscall may be called with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Args {
+    /// Any arguments.
+    Any,
+    /// Argument 0 must be this process's own pid (`tgkill` from `abort()` and `raise()`).
+    OwnPid,
+    /// Argument `index` must have no bit of `mask` set (`mmap`/`mprotect` without
+    /// `PROT_EXEC`).
+    Without { index: u8, mask: u64 },
+    /// Argument `index` must be one of `values` (`ioctl` requests, `fcntl` commands).
+    OneOf { index: u8, values: &'static [u64] },
+}
+
+/// One allowed syscall: its `libc` constant's name, its number on this architecture, and the
+/// arguments it may be called with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Allowed {
+    /// `SYS_<name>`, as the `libc` constant is spelled.
+    pub(crate) constant: &'static str,
+    /// Its number on the architecture this binary was built for.
+    pub(crate) nr: i64,
+    /// What it may be called with.
+    pub(crate) args: Args,
+}
+
+impl Allowed {
+    /// The syscall's name, as in `man 2 syscalls`.
+    pub(crate) fn name(&self) -> &'static str {
+        self.constant.strip_prefix("SYS_").unwrap_or(self.constant)
+    }
+}
+
+/// `Allowed` entries from `libc::SYS_*` constants, each with an optional argument filter.
+macro_rules! allowed {
+    ($($nr:ident $(($args:expr))?),* $(,)?) => {
+        &[$(Allowed {
+            constant: stringify!($nr),
+            nr: libc::$nr,
+            args: allowed!(@args $($args)?),
+        }),*]
+    };
+    (@args) => { Args::Any };
+    (@args $args:expr) => { $args };
+}
+
+/// `fcntl` commands: descriptor and status flags (non-blocking mode, close-on-exec; std checks
+/// `F_GETFD` before closing a descriptor in debug builds) and `F_DUPFD_CLOEXEC` (an async
+/// reader or writer taking over stdin/stdout); no locks, leases or pipe resizing.
+const FCNTL_COMMANDS: &[u64] = &[
+    libc::F_GETFD as u64,
+    libc::F_SETFD as u64,
+    libc::F_GETFL as u64,
+    libc::F_SETFL as u64,
+    libc::F_DUPFD_CLOEXEC as u64,
 ];
 
-/// Installs the seccomp filter on every thread of the process (TSYNC).
-pub(crate) fn install_seccomp() -> Result<(), SandboxError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|&nr| (nr, Vec::new())).collect();
-    // `abort()` signals its own thread with tgkill; signalling any other process is denied.
-    let own_pid = u64::from(std::process::id());
-    rules.insert(
-        libc::SYS_tgkill,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
+/// `ioctl` requests: non-blocking mode and close-on-exec, nothing else (no terminal or device
+/// control).
+const IOCTL_REQUESTS: &[u64] = &[libc::FIONBIO as u64, libc::FIOCLEX as u64];
+
+/// No executable mappings: the engine is an interpreter and never generates code.
+const NO_EXEC: Args = Args::Without {
+    index: 2,
+    mask: libc::PROT_EXEC as u64,
+};
+
+/// The syscalls a worker makes once its Context is built, on every architecture. Derived with
+/// `strace -f` from workers running a mixed workload (host calls, timers, logs, big strings and
+/// arrays, `mcp.state`, JSON, regexes, sorting, GC, recursion errors) and the paths that end a
+/// worker (end of input, `RLIMIT_AS` allocation failure → `abort`, native stack overflow →
+/// `SIGSEGV` handler → `abort`), plus the slow paths of calls seen there (`futex` under a
+/// contended lock, `clock_gettime`/`gettimeofday` when the vDSO falls back to the kernel).
+const ALLOWED_COMMON: &[Allowed] = allowed![
+    // Frames, logs and panic messages on the descriptors the worker already holds.
+    SYS_read,
+    SYS_write,
+    SYS_writev,
+    SYS_close,
+    SYS_fcntl(Args::OneOf {
+        index: 1,
+        values: FCNTL_COMMANDS
+    }),
+    SYS_ioctl(Args::OneOf {
+        index: 1,
+        values: IOCTL_REQUESTS
+    }),
+    // The current-thread runtime: epoll (timers are epoll timeouts) and its eventfd waker
+    // (written with `write`).
+    SYS_epoll_ctl,
+    SYS_epoll_pwait,
+    SYS_futex,
+    SYS_clock_gettime,
+    SYS_gettimeofday,
+    // Memory: malloc, the engine's GC, large strings.
+    SYS_brk,
+    SYS_mmap(NO_EXEC),
+    SYS_mprotect(NO_EXEC),
+    SYS_munmap,
+    SYS_mremap,
+    SYS_madvise,
+    SYS_getrandom,
+    // Identity, signals to itself, and the abort, stack-overflow and exit paths.
+    SYS_getpid,
+    SYS_gettid,
+    SYS_tgkill(Args::OwnPid),
+    SYS_rt_sigaction,
+    SYS_rt_sigprocmask,
+    SYS_rt_sigreturn,
+    SYS_sigaltstack,
+    SYS_exit_group,
+];
+
+/// x86_64 also has the older `epoll_wait`, which mio calls there (aarch64 has only
+/// `epoll_pwait`, above).
+#[cfg(target_arch = "x86_64")]
+const ALLOWED_ARCH: &[Allowed] = allowed![SYS_epoll_wait];
+
+/// aarch64 needs nothing beyond the common list.
+#[cfg(target_arch = "aarch64")]
+const ALLOWED_ARCH: &[Allowed] = allowed![];
+
+/// Every syscall the worker may make after `install_seccomp`, for the architecture this binary
+/// was built for.
+pub(crate) fn allowed_syscalls() -> impl Iterator<Item = &'static Allowed> {
+    ALLOWED_COMMON.iter().chain(ALLOWED_ARCH)
+}
+
+fn rule(args: Args, own_pid: u32) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    let condition = |index: u8, op: SeccompCmpOp, value: u64| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
+    };
+    Ok(match args {
+        Args::Any => Vec::new(),
+        Args::OwnPid => vec![SeccompRule::new(vec![SeccompCondition::new(
             0,
             SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Ne,
-            own_pid,
+            SeccompCmpOp::Eq,
+            u64::from(own_pid),
         )?])?],
-    );
+        Args::Without { index, mask } => {
+            vec![SeccompRule::new(vec![condition(
+                index,
+                SeccompCmpOp::MaskedEq(mask),
+                0,
+            )?])?]
+        }
+        Args::OneOf { index, values } => values
+            .iter()
+            .map(|&value| {
+                // Requests and commands are 32-bit in the kernel; compare only the low half
+                // so a sign-extended value from C callers still matches.
+                let low =
+                    SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)?;
+                SeccompRule::new(vec![low])
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// The seccomp program for this process: the allowlist, with `KillProcess` for anything else.
+pub(crate) fn seccomp_program() -> Result<seccompiler::BpfProgram, SandboxError> {
+    let own_pid = std::process::id();
+    let mut rules = BTreeMap::new();
+    for allowed in allowed_syscalls() {
+        rules.insert(allowed.nr, rule(allowed.args, own_pid)?);
+    }
     let arch = TargetArch::try_from(std::env::consts::ARCH)?;
     let filter = SeccompFilter::new(
         rules,
+        SeccompAction::KillProcess,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
         arch,
     )?;
-    let program: seccompiler::BpfProgram = filter.try_into()?;
+    Ok(filter.try_into()?)
+}
+
+/// Installs the allowlist on every thread of the process (TSYNC). From then on a syscall
+/// outside [`allowed_syscalls`], or with arguments its filter refuses, kills the whole process
+/// with `SIGSYS`.
+pub(crate) fn install_seccomp() -> Result<(), SandboxError> {
+    let program = seccomp_program()?;
     seccompiler::apply_filter_all_threads(&program)?;
     Ok(())
+}
+
+/// Makes the kernel send `SIGKILL` to this process when the thread that started it exits (the
+/// supervisor's runtime threads live as long as the supervisor). Set first thing at start-up;
+/// a supervisor that died before this call closed the write end of the worker's stdin, so the
+/// worker then reads end of file and exits by itself.
+pub(crate) fn die_with_parent() -> Result<(), SandboxError> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(SandboxError::DeathSignal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allowlist_has_no_duplicates_and_compiles_to_bpf() {
+        let mut seen = std::collections::BTreeSet::new();
+        for allowed in allowed_syscalls() {
+            assert!(seen.insert(allowed.nr), "{} listed twice", allowed.name());
+        }
+        let program = seccomp_program().expect("the filter compiles");
+        assert!(!program.is_empty());
+    }
+
+    #[test]
+    fn nothing_that_reaches_outside_the_process_is_allowed() {
+        let names: Vec<&str> = allowed_syscalls().map(Allowed::name).collect();
+        for denied in [
+            "open",
+            "openat",
+            "openat2",
+            "creat",
+            "socket",
+            "socketpair",
+            "connect",
+            "bind",
+            "execve",
+            "execveat",
+            "fork",
+            "vfork",
+            "clone",
+            "clone3",
+            "kill",
+            "tkill",
+            "prlimit64",
+            "setrlimit",
+            "rt_sigqueueinfo",
+            "rt_tgsigqueueinfo",
+            "pidfd_open",
+            "pidfd_send_signal",
+            "pidfd_getfd",
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "prctl",
+            "seccomp",
+            "mount",
+            "unshare",
+            "setns",
+            "bpf",
+            "perf_event_open",
+            "userfaultfd",
+            "io_uring_setup",
+            "keyctl",
+            "memfd_create",
+            "setuid",
+            "personality",
+            "sendmsg",
+            "recvmsg",
+            "dup",
+            "dup3",
+            "pipe2",
+            "unlinkat",
+        ] {
+            assert!(!names.contains(&denied), "{denied} must not be allowed");
+        }
+    }
+
+    #[test]
+    fn argument_filters_cover_the_risky_allowed_calls() {
+        let args = |name: &str| {
+            allowed_syscalls()
+                .find(|a| a.name() == name)
+                .map(|a| a.args)
+                .unwrap_or_else(|| panic!("{name} is not in the allowlist"))
+        };
+        assert_eq!(args("tgkill"), Args::OwnPid);
+        assert_eq!(args("mmap"), NO_EXEC);
+        assert_eq!(args("mprotect"), NO_EXEC);
+        assert!(matches!(args("ioctl"), Args::OneOf { index: 1, .. }));
+        assert!(matches!(args("fcntl"), Args::OneOf { index: 1, .. }));
+    }
 }

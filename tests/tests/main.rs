@@ -13,6 +13,7 @@ mod limits;
 mod microtasks;
 mod repl_rule;
 mod sandbox;
+mod seal;
 mod startup_config;
 mod state;
 mod timeouts;

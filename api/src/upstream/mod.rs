@@ -13,6 +13,7 @@ mod catalog;
 pub(crate) mod config;
 mod host;
 mod result;
+pub(crate) mod stdio;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -23,7 +24,6 @@ use rmcp::model::{ClientConfig, Implementation, Resource, Tool};
 use rmcp::service::{NotificationContext, Peer, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
-use tokio::io::AsyncBufReadExt as _;
 use tokio::sync::{mpsc, watch};
 
 pub(crate) use catalog::{Catalog, Detail, entry, render, summary};
@@ -262,23 +262,23 @@ async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Conne
             env,
             cwd,
         } => {
-            let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).envs(env).kill_on_drop(true);
-            if let Some(cwd) = cwd {
-                cmd.current_dir(cwd);
-            }
+            let ct = stdio::connection_token()?;
+            let cmd = stdio::command(command, args, env, cwd.as_deref());
             let (transport, stderr) = TokioChildProcess::builder(cmd)
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
-            // The last stderr line explains a server that dies while starting.
+            stdio::track(transport.id());
+            // The last stderr line explains a server that dies while starting. Lines are read
+            // bounded (`MAX_STDERR_LINE_BYTES`), so a flood without newlines costs no memory.
             let last_line = Arc::new(std::sync::Mutex::new(None::<String>));
             let stderr_done = stderr.map(|stderr| {
                 let name = config.name.clone();
                 let last_line = last_line.clone();
                 tokio::spawn(async move {
-                    let mut lines = tokio::io::BufReader::new(stderr).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
+                    let lines = mcpk_kernel::stderr_lines(stderr);
+                    futures::pin_mut!(lines);
+                    while let Some(line) = futures::StreamExt::next(&mut lines).await {
                         tracing::debug!(server = %name, "upstream stderr: {line}");
                         if !line.trim().is_empty()
                             && let Ok(mut last) = last_line.lock()
@@ -288,7 +288,7 @@ async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Conne
                     }
                 })
             });
-            match handler.serve(transport).await {
+            match handler.serve_with_ct(transport, ct).await {
                 Ok(connection) => Ok(connection),
                 Err(e) => {
                     if let Some(done) = stderr_done {

@@ -1,7 +1,8 @@
 //! The worker process (`mcp-kernel worker`): one Boa Context on a current-thread tokio runtime,
 //! driven by frames on stdin and answering on stdout.
 //!
-//! Start-up order matters for the sandbox: read `Init`, apply rlimits and Landlock, start the
+//! Start-up order matters for the sandbox: set the parent-death signal, read `Init`, apply
+//! rlimits and Landlock, start the
 //! runtime and its stdin reader (`inbound.rs`), build the Context, then install seccomp on every
 //! thread and only then announce `Ready`. No untrusted byte is evaluated before that.
 
@@ -62,6 +63,9 @@ fn fatal(message: &str) -> ExitCode {
 
 /// Entry point of the hidden `worker` subcommand.
 pub(crate) fn run() -> ExitCode {
+    if let Err(e) = sandbox::die_with_parent() {
+        return fatal(&format!("sandbox: {e}"));
+    }
     // Unbuffered: std's locked stdin would buffer bytes past the Init frame that the
     // runtime's reader (`Inbound`) then never sees.
     let mut raw_stdin = match std::io::stdin().as_fd().try_clone_to_owned() {

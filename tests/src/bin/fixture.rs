@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! mcpk-fixture [--name NAME] [--exit-after-ms N] [--tools-changed-after-ms N]
-//!              [--start-after-file PATH]
+//!              [--start-after-file PATH] [--linger]
 //! ```
 //!
 //! - `--name NAME`: the server name sent in `initialize` (default `fixture`).
@@ -16,8 +16,11 @@
 //!   unanswered) until PATH exists: a server that is still starting for exactly as long as a
 //!   test wants.
 //!
+//! - `--linger`: keep running after stdin closes (until killed), as a server that ignores end
+//!   of input would.
+//!
 //! Tools: `echo`, `crash`, `hang`, `cancellations`, `fail`, `image`, `audio`, `structured`,
-//! `slow`, `rendezvous` (and `late`). Resource: `fixture://readme`.
+//! `slow`, `rendezvous`, `env`, `stderr_flood` (and `late`). Resource: `fixture://readme`.
 //!
 //! Stdout carries only the MCP stream; diagnostics go to stderr.
 
@@ -60,6 +63,7 @@ struct Options {
     exit_after: Option<Duration>,
     tools_changed_after: Option<Duration>,
     start_after_file: Option<std::path::PathBuf>,
+    linger: bool,
 }
 
 impl Options {
@@ -69,6 +73,7 @@ impl Options {
             exit_after: None,
             tools_changed_after: None,
             start_after_file: None,
+            linger: false,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -79,6 +84,7 @@ impl Options {
                     options.tools_changed_after = Some(parse_ms(&flag, &value()?)?);
                 }
                 "--start-after-file" => options.start_after_file = Some(value()?.into()),
+                "--linger" => options.linger = true,
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
@@ -263,6 +269,21 @@ fn base_tools() -> Vec<Tool> {
             ),
         )
         .with_annotations(read_only()),
+            "env",
+            "Returns this process's environment as a JSON object (text).",
+            closed_schema(json!({}), &[]),
+        )
+        .with_annotations(read_only()),
+        Tool::new(
+            "stderr_flood",
+            "Writes `bytes` bytes of 'x' to stderr with no newline, then returns \
+             {\"written\": bytes} as JSON text.",
+            closed_schema(
+                json!({"bytes": {"type": "integer", "minimum": 0}}),
+                &["bytes"],
+            ),
+        )
+        .with_annotations(not_destructive()),
     ]
 }
 
@@ -426,6 +447,31 @@ impl Fixture {
                     }
                 }
             }
+            "env" => Ok(json_text(&Value::Object(
+                std::env::vars_os()
+                    .map(|(k, v)| {
+                        (
+                            k.to_string_lossy().into_owned(),
+                            Value::String(v.to_string_lossy().into_owned()),
+                        )
+                    })
+                    .collect(),
+            ))),
+            "stderr_flood" => {
+                use std::io::Write as _;
+                let bytes = u64_arg(args, "bytes")?.unwrap_or_default();
+                let chunk = vec![b'x'; 1 << 20];
+                let mut left = bytes;
+                let mut stderr = std::io::stderr().lock();
+                while left > 0 {
+                    let n = usize::try_from(left.min(chunk.len() as u64)).unwrap_or(chunk.len());
+                    stderr
+                        .write_all(&chunk[..n])
+                        .map_err(|e| ErrorData::internal_error(format!("stderr: {e}"), None))?;
+                    left -= n as u64;
+                }
+                Ok(json_text(&json!({"written": bytes})))
+            }
             "late" if self.inner.late.load(Ordering::SeqCst) => {
                 Ok(CallToolResult::success(vec![ContentBlock::text("late")]))
             }
@@ -509,7 +555,7 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!(
                 "mcpk-fixture: {error}\nusage: mcpk-fixture [--name NAME] [--exit-after-ms N] \
-                 [--tools-changed-after-ms N] [--start-after-file PATH]"
+                 [--tools-changed-after-ms N] [--start-after-file PATH] [--linger]"
             );
             return std::process::ExitCode::from(2);
         }
@@ -552,7 +598,12 @@ async fn main() -> std::process::ExitCode {
             }
         });
     }
-    match service.waiting().await {
+    let stopped = service.waiting().await;
+    if options.linger {
+        eprintln!("mcpk-fixture: stdin closed; lingering until killed (--linger)");
+        std::future::pending::<()>().await;
+    }
+    match stopped {
         Ok(reason) => {
             eprintln!("mcpk-fixture: stopped ({reason:?})");
             std::process::ExitCode::SUCCESS
