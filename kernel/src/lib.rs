@@ -14,12 +14,14 @@ mod pool;
 mod process;
 mod protocol;
 mod sandbox;
+mod state;
 mod worker;
 
 pub use outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
 pub use pool::{KernelConfig, WorkerPool};
 pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
 pub use protocol::{Detail, HostOp};
+pub use state::{CommittedState, StateAccess, StateDelta};
 
 /// Worker process entry point (`mcp-kernel worker`): reads its limits from the supervisor's
 /// `Init` frame on stdin, confines itself, and serves frames until stdin closes.
