@@ -12,6 +12,7 @@ mod limits;
 mod microtasks;
 mod sandbox;
 mod state;
+mod state_cost;
 mod timeouts;
 mod unicode;
 mod upstream_catalog;
