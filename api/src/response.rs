@@ -163,7 +163,7 @@ fn level_name(level: LogLevel) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use mcpk_kernel::ErrorKind;
+    use mcpk_kernel::{ErrorKind, StateAccess};
 
     use super::*;
 
@@ -190,6 +190,7 @@ mod tests {
             result: Ok(CallValue {
                 json: r#"{"s":"\ud800😀"}"#.into(),
                 truncated_from_bytes: None,
+                state_access: StateAccess::default(),
             }),
             logs: vec![log(LogLevel::Log, "hi"), log(LogLevel::Warn, "careful")],
         };
@@ -216,6 +217,7 @@ mod tests {
             result: Ok(CallValue {
                 json: r#"["aaaa","b"#.into(),
                 truncated_from_bytes: Some(25),
+                state_access: StateAccess::default(),
             }),
             logs: vec![],
         };
@@ -273,6 +275,7 @@ mod tests {
             result: Ok(CallValue {
                 json: "{".into(),
                 truncated_from_bytes: None,
+                state_access: StateAccess::default(),
             }),
             logs: vec![],
         };

@@ -18,6 +18,7 @@ mod probe;
 mod process;
 mod protocol;
 mod sandbox;
+mod state;
 mod stderr;
 mod worker;
 
@@ -27,6 +28,7 @@ pub use pool::{KernelConfig, WorkerPool};
 pub use probe::{Attempt as ProbeAttempt, run_sandbox_probe};
 pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
 pub use protocol::{Detail, HostOp, MAX_FRAME_BYTES};
+pub use state::{CommittedState, StateAccess, StateDelta};
 pub use stderr::{MAX_STDERR_LINE_BYTES, stderr_lines};
 
 /// Worker process entry point (`mcp-kernel worker`): reads its limits from the supervisor's

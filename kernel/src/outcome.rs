@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::state::StateAccess;
+
 /// The console method a log line came from.
 ///
 /// JSON shape: `"log" | "info" | "warn" | "error" | "debug"`.
@@ -94,6 +96,9 @@ pub struct CallValue {
     pub json: String,
     /// `Some(total_bytes)` when `json` was truncated to `max_result_bytes`.
     pub truncated_from_bytes: Option<usize>,
+    /// Whether the call read or wrote `mcp.state` (a result that read nothing from it depends
+    /// on the code and the upstreams only).
+    pub state_access: StateAccess,
 }
 
 /// Everything one call produced: its result or error, and the logs printed before it ended

@@ -19,6 +19,7 @@ use crate::protocol::{
     FromWorker, HostOp, MAX_FRAME_BYTES, MAX_HOST_MESSAGE_BYTES, PROTOCOL_VERSION, ToWorker,
     WorkerLimits,
 };
+use crate::state::{CommittedState, StateDelta};
 
 /// Infrastructure failures: a worker could not be started or stopped answering outside a call.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +61,9 @@ pub trait HostHandler: Send + Sync {
 pub struct Execution {
     /// The result or error, and the logs.
     pub outcome: CallOutcome,
-    /// The newly committed `mcp.state` JSON when the call succeeded and changed it.
-    pub committed_state: Option<String>,
+    /// The keys of `mcp.state` the call changed, when it succeeded and changed any; apply it
+    /// to the session's [`CommittedState`] with [`CommittedState::apply`].
+    pub state_delta: Option<StateDelta>,
     /// The worker is gone (killed at the deadline, crashed, or poisoned by a runtime limit) and
     /// must not be used again; the session restores its committed state into a new one.
     pub worker_lost: bool,
@@ -191,16 +193,18 @@ impl Worker {
         }
     }
 
-    /// Replaces the worker's `mcp.state` with committed JSON text.
+    /// Replaces the worker's `mcp.state` with a session's committed state.
     ///
     /// # Errors
     /// [`KernelError::Protocol`] when the worker died or refused the state.
-    pub async fn restore(&mut self, state: &str) -> Result<(), KernelError> {
-        self.send(&ToWorker::Restore {
-            state: state.to_owned(),
-        })
-        .await
-        .map_err(KernelError::Protocol)?;
+    pub async fn restore(&mut self, state: &CommittedState) -> Result<(), KernelError> {
+        let entries = state
+            .entries()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.send(&ToWorker::Restore { entries })
+            .await
+            .map_err(KernelError::Protocol)?;
         match self.recv().await {
             Some(FromWorker::Restored) => Ok(()),
             Some(FromWorker::Failed { error, .. }) => Err(KernelError::Protocol(error.message)),
@@ -248,7 +252,7 @@ impl Worker {
                 }),
                 logs: logs.entries,
             },
-            committed_state: None,
+            state_delta: None,
             worker_lost: true,
         };
         if let Err(e) = self
@@ -271,13 +275,13 @@ impl Worker {
                         let answer = host.call(op);
                         host_calls.push(async move { (call, answer.await) });
                     }
-                    Some(FromWorker::Done { id: done_id, result, truncated_from_bytes, state }) if done_id == id => {
+                    Some(FromWorker::Done { id: done_id, result, truncated_from_bytes, state, access }) if done_id == id => {
                         return Execution {
                             outcome: CallOutcome {
-                                result: Ok(CallValue { json: result, truncated_from_bytes }),
+                                result: Ok(CallValue { json: result, truncated_from_bytes, state_access: access }),
                                 logs: logs.entries,
                             },
-                            committed_state: state,
+                            state_delta: state,
                             worker_lost: false,
                         };
                     }
@@ -287,7 +291,7 @@ impl Worker {
                         }
                         return Execution {
                             outcome: CallOutcome { result: Err(error), logs: logs.entries },
-                            committed_state: None,
+                            state_delta: None,
                             worker_lost: poisoned,
                         };
                     }

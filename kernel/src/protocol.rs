@@ -24,6 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::outcome::{CallError, LogEntry};
+use crate::state::{StateAccess, StateDelta};
 
 /// Version of this protocol; bumped on any incompatible change to the enums below.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
@@ -58,8 +59,9 @@ pub(crate) struct WorkerLimits {
 pub(crate) enum ToWorker {
     /// First frame: the protocol version the supervisor speaks and the limits to apply.
     Init { version: u32, limits: WorkerLimits },
-    /// Replace `mcp.state` with this committed JSON text (a session resuming on this worker).
-    Restore { state: String },
+    /// Replace `mcp.state` with this committed state (a session resuming on this worker):
+    /// `(key, value)` pairs in key order, keys as JSON string literals, values as JSON text.
+    Restore { entries: Vec<(String, String)> },
     /// Run `code` as the body of an async function.
     Execute { id: u64, code: String },
     /// The answer to [`FromWorker::HostCall`] number `call`.
@@ -146,13 +148,14 @@ pub(crate) enum FromWorker {
     Log { id: u64, entry: LogEntry },
     /// Sandboxed code of call `id` needs the host; answer with `HostReply{call}`.
     HostCall { id: u64, call: u64, op: HostOp },
-    /// Call `id` succeeded. `state` is the newly committed `mcp.state` JSON, or `None` when it
-    /// did not change.
+    /// Call `id` succeeded. `state` holds the top-level keys of `mcp.state` it changed, or is
+    /// `None` when it changed none; `access` says whether it read or wrote `mcp.state`.
     Done {
         id: u64,
         result: String,
         truncated_from_bytes: Option<usize>,
-        state: Option<String>,
+        state: Option<StateDelta>,
+        access: StateAccess,
     },
     /// Call `id` (or a `Restore`, with id 0) failed; `mcp.state` is back at its last committed
     /// value. `poisoned` means the engine hit a runtime limit that can leave the Context

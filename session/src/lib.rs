@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! execute(session, code) ──▶ Session (FIFO lock) ──▶ Worker (leased from the WorkerPool)
-//!                                 │ committed_state: last good mcp.state (JSON text)
+//!                                 │ committed_state: last good mcp.state, per top-level key
 //!                                 └ on a lost worker: lease a new one, Restore, continue
 //! ```
 //! Different sessions never wait on each other: each has its own lock and its own process.
@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use mcpk_kernel::{
-    CallError, CallOutcome, CallValue, Detail, ErrorKind, HostFuture, HostHandler, HostOp,
-    KernelError, LogEntry, LogLevel,
+    CallError, CallOutcome, CallValue, CommittedState, Detail, ErrorKind, HostFuture, HostHandler,
+    HostOp, KernelError, LogEntry, LogLevel, StateAccess,
 };
 use mcpk_kernel::{Worker, WorkerPool};
 
@@ -51,14 +51,12 @@ impl Default for SessionConfig {
     }
 }
 
-/// The empty `mcp.state` of a new session.
-const EMPTY_STATE: &str = "{}";
-
 #[derive(Debug)]
 struct SessionInner {
     worker: Option<Worker>,
-    /// The last committed `mcp.state`, as JSON text.
-    committed_state: String,
+    /// The last committed `mcp.state`: each top-level key's JSON text, in key order. Each
+    /// successful call applies its per-key delta; a new worker gets it whole in `Restore`.
+    committed_state: CommittedState,
 }
 
 /// One session. `tokio::sync::Mutex` is fair (FIFO), which gives arrival-order execution.
@@ -108,7 +106,7 @@ impl SessionManager {
         let session = Arc::new(Session {
             inner: tokio::sync::Mutex::new(SessionInner {
                 worker: None,
-                committed_state: EMPTY_STATE.to_owned(),
+                committed_state: CommittedState::new(),
             }),
         });
         sessions.insert(name.to_owned(), session.clone());
@@ -143,15 +141,15 @@ impl SessionManager {
             Some(worker) => worker,
             None => {
                 let mut worker = self.pool.lease().await?;
-                if inner.committed_state != EMPTY_STATE {
+                if !inner.committed_state.is_empty() {
                     worker.restore(&inner.committed_state).await?;
                 }
                 worker
             }
         };
         let execution = worker.execute(code, timeout, self.host.clone()).await;
-        if let Some(state) = execution.committed_state {
-            inner.committed_state = state;
+        if let Some(delta) = execution.state_delta {
+            inner.committed_state.apply(delta);
         }
         if !execution.worker_lost {
             inner.worker = Some(worker);

@@ -16,6 +16,7 @@ mod sandbox;
 mod seal;
 mod startup_config;
 mod state;
+mod state_cost;
 mod timeouts;
 mod unicode;
 mod upstream_catalog;

@@ -36,10 +36,68 @@ async fn hard_strings_survive_in_logs() {
         .await;
     let logs = result.logs();
     assert_eq!(logs.len(), 1);
-    // Lone surrogates in log messages are written as `\uXXXX` escapes (hex digits in either
-    // case); everything else is kept as is.
-    assert_eq!(logs[0].1.to_lowercase(), "😀\\ud800\u{0}\u{2028}");
+    // A log line is text, not JSON: a lone surrogate becomes U+FFFD there, as in the
+    // structured result (six literal characters `\ud800` would be indistinguishable from code
+    // that logged exactly those).
+    assert_eq!(logs[0].1, "😀\u{fffd}\u{0}\u{2028}");
     assert!(result.text().ends_with(&format!("\n[log] {}", logs[0].1)));
+    // Objects are logged as JSON text, which keeps the escape, as the result's text block does.
+    let result = server
+        .execute(r"console.log({s: '\ud800'}); return 0")
+        .await;
+    assert_eq!(result.logs()[0].1, r#"{"s":"\ud800"}"#);
+}
+
+#[tokio::test]
+async fn hard_strings_in_errors_follow_the_text_rule() {
+    let server = Server::start().await;
+    let result = server
+        .execute(r"class E extends Error { constructor() { super('m\ud800'); this.name = 'N\udc00' } } throw new E()")
+        .await;
+    assert!(result.is_error());
+    assert_eq!(result.error_name(), "N\u{fffd}");
+    assert!(
+        result.error_message().starts_with("m\u{fffd}"),
+        "{}",
+        result.error_message()
+    );
+    assert!(
+        result.text().starts_with("N\u{fffd}: m\u{fffd}"),
+        "{}",
+        result.text()
+    );
+    let result = server.execute(r"throw '\ud800'").await;
+    // A thrown string is described as JSON text: its escape is kept.
+    result.assert_message_contains(&[r#"uncaught "\ud800""#]);
+}
+
+#[tokio::test]
+async fn hard_strings_survive_as_state_keys_through_a_restore() {
+    let server = Server::start_with(&["--warm-workers", "0"]).await;
+    server
+        .execute(&format!("mcp.state[{HARD}] = {HARD}; return 0"))
+        .await;
+    let worker = server.workers()[0];
+    let status = std::process::Command::new("kill")
+        .args(["-9", &worker.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = tokio::time::Instant::now() + mcpk_tests::REQUEST_DEADLINE;
+    while server.workers().contains(&worker) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "worker {worker} did not exit"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let result = server
+        .execute(&format!(
+            "return [mcp.state[{HARD}] === {HARD}, Object.keys(mcp.state)[0] === {HARD}]"
+        ))
+        .await;
+    assert_eq!(result.value(), &json!([true, true]));
+    assert_ne!(server.workers(), [worker]);
 }
 
 #[tokio::test]

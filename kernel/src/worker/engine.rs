@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use boa_engine::builtins::promise::PromiseState;
-use boa_engine::object::builtins::{JsFunction, JsPromise};
+use boa_engine::object::builtins::{JsArray, JsFunction, JsPromise};
 use boa_engine::property::Attribute;
 use boa_engine::{
     Context, JsError, JsNativeError, JsObject, JsResult, JsString, JsValue, NativeFunction, Source,
@@ -20,6 +20,7 @@ use super::inbound::Inbound;
 use super::{send, shape};
 use crate::outcome::{CallError, ErrorKind, LogEntry, LogLevel};
 use crate::protocol::{FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, ToWorker, WorkerLimits};
+use crate::state::{StateAccess, StateDelta};
 
 const PRELUDE: &str = include_str!("prelude.js");
 const ROLLED_BACK: &str = "(mcp.state was rolled back to its last committed value)";
@@ -54,10 +55,28 @@ pub(crate) struct Engine {
     limits: WorkerLimits,
     serialize: JsFunction,
     describe: JsFunction,
-    set_state: JsFunction,
-    get_state: JsFunction,
-    /// The last committed `mcp.state`, as JSON text.
-    committed: String,
+    restore_state: JsFunction,
+    prepare_state: JsFunction,
+    accept_state: JsFunction,
+    discard_changes: JsFunction,
+    state_access: JsFunction,
+    /// Bytes each committed top-level key adds to the state's JSON text (`key:value,`), by
+    /// key as a JSON string literal; the texts themselves live in the prelude.
+    committed_sizes: HashMap<String, usize>,
+    /// The sum of `committed_sizes`.
+    committed_sum: usize,
+}
+
+/// The committed sizes after a delta: see [`Engine::check_delta`].
+struct SizeUpdate {
+    replace: bool,
+    sizes: Vec<(String, Option<usize>)>,
+    sum: usize,
+}
+
+/// Bytes of the JSON text `{k:v,...}` of a state whose entries (`k:v,` each) sum to `sum`.
+fn state_bytes(sum: usize, keys: usize) -> usize {
+    if keys == 0 { 2 } else { sum + 1 }
 }
 
 fn prop(obj: &JsObject, key: &str, context: &mut Context) -> JsResult<JsValue> {
@@ -75,10 +94,20 @@ fn func(obj: &JsObject, key: &str, context: &mut Context) -> JsResult<JsFunction
         })
 }
 
+/// A JS string as a Rust string; lone surrogates become U+FFFD. This one rule holds for
+/// everything that leaves the worker as plain text (log lines, error names, messages and
+/// stacks); JSON text (results, state) keeps them as `\uXXXX` escapes instead.
 fn js_to_string(value: &JsValue) -> String {
     value
         .as_string()
-        .map_or_else(String::new, |s| s.to_std_string_escaped())
+        .map_or_else(String::new, |s| s.to_std_string_lossy())
+}
+
+fn js_string_array(items: &[&str], context: &mut Context) -> JsArray {
+    JsArray::from_iter(
+        items.iter().map(|s| JsValue::from(JsString::from(*s))),
+        context,
+    )
 }
 
 impl Engine {
@@ -89,13 +118,14 @@ impl Engine {
         let emit = NativeFunction::from_fn_ptr(emit).to_js_function(context.realm());
         let host_call = NativeFunction::from_async_fn(host_call).to_js_function(context.realm());
         let sleep = NativeFunction::from_async_fn(sleep).to_js_function(context.realm());
+        let parse = NativeFunction::from_fn_ptr(parse_json).to_js_function(context.realm());
         let setup = context.eval(Source::from_bytes(PRELUDE))?;
         let setup = setup
             .as_callable()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude is not a function"))?;
         let api = setup.call(
             &JsValue::undefined(),
-            &[emit.into(), host_call.into(), sleep.into()],
+            &[emit.into(), host_call.into(), sleep.into(), parse.into()],
             &mut context,
         )?;
         let api = api
@@ -124,20 +154,38 @@ impl Engine {
         Ok(Self {
             serialize: func(&api, "serialize", &mut context)?,
             describe: func(&api, "describe", &mut context)?,
-            set_state: func(&api, "setState", &mut context)?,
-            get_state: func(&api, "getState", &mut context)?,
+            restore_state: func(&api, "restoreState", &mut context)?,
+            prepare_state: func(&api, "prepareState", &mut context)?,
+            accept_state: func(&api, "acceptState", &mut context)?,
+            discard_changes: func(&api, "discardChanges", &mut context)?,
+            state_access: func(&api, "stateAccess", &mut context)?,
             context,
             executor,
             limits,
-            committed: "{}".to_owned(),
+            committed_sizes: HashMap::new(),
+            committed_sum: 0,
         })
     }
 
-    /// Replaces `mcp.state` with committed JSON text from the supervisor.
-    pub(crate) fn restore(&mut self, state: String) -> FromWorker {
-        match self.set_state(&state) {
-            Ok(()) => {
-                self.committed = state;
+    /// Replaces the committed `mcp.state` with the supervisor's copy: `(key, value)` pairs, keys
+    /// as JSON string literals, values as JSON text. Nothing is parsed until code reads a key.
+    pub(crate) fn restore(&mut self, entries: Vec<(String, String)>) -> FromWorker {
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        let values: Vec<&str> = entries.iter().map(|(_, v)| v.as_str()).collect();
+        let keys = js_string_array(&keys, &mut self.context);
+        let values = js_string_array(&values, &mut self.context);
+        let restored = self.restore_state.call(
+            &JsValue::undefined(),
+            &[keys.into(), values.into()],
+            &mut self.context,
+        );
+        match restored {
+            Ok(_) => {
+                self.committed_sizes = entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), k.len() + v.len() + 2))
+                    .collect();
+                self.committed_sum = self.committed_sizes.values().sum();
                 FromWorker::Restored
             }
             Err(e) => FromWorker::Failed {
@@ -150,21 +198,6 @@ impl Engine {
                 poisoned: false,
             },
         }
-    }
-
-    /// `mcp.state = JSON.parse(json)`, for JSON text that may hold lone surrogates.
-    fn set_state(&mut self, json: &str) -> JsResult<()> {
-        let (text, protected) = match protect_lone_surrogates(json) {
-            Some(text) => (text, true),
-            None => (json.to_owned(), false),
-        };
-        let args = [
-            JsValue::from(JsString::from(text.as_str())),
-            JsValue::from(protected),
-        ];
-        self.set_state
-            .call(&JsValue::undefined(), &args, &mut self.context)?;
-        Ok(())
     }
 
     /// Runs one call to completion and returns its `Done` or `Failed` frame. `inbound` carries
@@ -321,11 +354,14 @@ impl Engine {
         (
             js_to_string(&name),
             js_to_string(&message),
-            stack.as_string().map(|s| s.to_std_string_escaped()),
+            stack.as_string().map(|s| s.to_std_string_lossy()),
         )
     }
 
-    /// Serialises the result, then commits `mcp.state`; any failure rolls the call back.
+    /// Serialises the result, then commits the keys of `mcp.state` the call changed; any
+    /// failure rolls the call back. The commit is refused unless every changed key and value
+    /// parses back exactly as a later `Restore` would parse it, so a session cannot be left
+    /// with a state its next worker could not load.
     fn commit(&mut self, id: u64, value: &JsValue) -> FromWorker {
         let mut result = match self.serialize(value, "result") {
             Ok(json) => json,
@@ -334,37 +370,17 @@ impl Engine {
                 return self.fail(id, ErrorKind::Serialization, message, None, false);
             }
         };
-        let state = match self
-            .get_state
-            .call(&JsValue::undefined(), &[], &mut self.context)
-        {
-            Ok(state) => state,
-            Err(e) => return self.fail(id, ErrorKind::State, e.to_string(), None, false),
+        let access = self.state_access();
+        let delta = match self.prepare_delta() {
+            Ok(delta) => delta,
+            Err((kind, message)) => return self.fail(id, kind, message, None, false),
         };
-        let is_plain_object = state
-            .as_object()
-            .is_some_and(|o| !o.is_callable() && !o.is_array());
-        if !is_plain_object {
-            let message = format!(
-                "mcp.state must be a plain object, but it is {}",
-                state.type_of()
-            );
-            return self.fail(id, ErrorKind::State, message, None, false);
-        }
-        let state = match self.serialize(&state, "mcp.state") {
-            Ok(json) => json,
-            Err(message) => {
-                let message = format!("mcp.state cannot be saved as JSON: {message}");
-                return self.fail(id, ErrorKind::State, message, None, false);
+        let mut sizes = None;
+        if let Some(delta) = &delta {
+            match self.check_delta(delta) {
+                Ok(new_sizes) => sizes = Some(new_sizes),
+                Err((kind, message)) => return self.fail(id, kind, message, None, false),
             }
-        };
-        if state.len() > self.limits.max_state_bytes {
-            let message = format!(
-                "mcp.state is {} bytes as JSON, over max_state_bytes={}",
-                state.len(),
-                self.limits.max_state_bytes
-            );
-            return self.fail(id, ErrorKind::StateLimit, message, None, false);
         }
         let truncated_from_bytes = (result.len() > self.limits.max_result_bytes).then(|| {
             let total = result.len();
@@ -375,23 +391,196 @@ impl Engine {
             result.truncate(cut);
             total
         });
-        let changed = state != self.committed;
-        if changed {
-            // The live object becomes exactly what was committed (functions, `undefined` and
-            // symbols dropped, Dates as strings), so the next call sees the same plain JSON
-            // whether or not a rollback or a worker replacement happened in between.
-            if self.set_state(&state).is_err() {
-                let message = "mcp.state could not be re-read after commit".to_owned();
-                return self.fail(id, ErrorKind::State, message, None, true);
+        if self
+            .accept_state
+            .call(&JsValue::undefined(), &[], &mut self.context)
+            .is_err()
+        {
+            let message = "mcp.state could not be reset after commit".to_owned();
+            return self.fail(id, ErrorKind::State, message, None, true);
+        }
+        if let Some(update) = sizes {
+            if update.replace {
+                self.committed_sizes.clear();
             }
-            self.committed = state.clone();
+            for (key, size) in update.sizes {
+                match size {
+                    Some(size) => self.committed_sizes.insert(key, size),
+                    None => self.committed_sizes.remove(&key),
+                };
+            }
+            self.committed_sum = update.sum;
+        }
+        if access.read || access.written {
+            // Loading and serialising state leaves garbage whose size Boa's collector does not
+            // see (it counts object headers, not their element and property storage), so it
+            // would not collect it before the address-space limit; collect now.
+            boa_engine::gc::force_collect();
         }
         FromWorker::Done {
             id,
             result,
             truncated_from_bytes,
-            state: changed.then_some(state),
+            state: delta,
+            access,
         }
+    }
+
+    /// Whether the call read or wrote `mcp.state`, from the prelude's Proxy.
+    fn state_access(&mut self) -> StateAccess {
+        let flags = self
+            .state_access
+            .call(&JsValue::undefined(), &[], &mut self.context)
+            .ok()
+            .and_then(|v| v.as_object());
+        let Some(flags) = flags else {
+            return StateAccess::default();
+        };
+        let mut flag = |i: u32| {
+            flags
+                .get(i, &mut self.context)
+                .is_ok_and(|v| v.to_boolean())
+        };
+        StateAccess {
+            read: flag(0),
+            written: flag(1),
+        }
+    }
+
+    /// Asks the prelude for the call's changes to `mcp.state`: `None` when it changed nothing.
+    fn prepare_delta(&mut self) -> Result<Option<StateDelta>, (ErrorKind, String)> {
+        let depth = JsValue::from(self.limits.max_json_depth);
+        let pending = match self.prepare_state.call(
+            &JsValue::undefined(),
+            std::slice::from_ref(&depth),
+            &mut self.context,
+        ) {
+            Ok(pending) => pending,
+            Err(e) => {
+                let reason = e.into_opaque(&mut self.context).unwrap_or_default();
+                let (_, message, _) = self.describe(&reason);
+                let message = if message.starts_with("mcp.state must be") {
+                    message
+                } else {
+                    format!("mcp.state cannot be saved as JSON: {message}")
+                };
+                return Err((ErrorKind::State, message));
+            }
+        };
+        let Some(pending) = pending.as_object() else {
+            return Ok(None);
+        };
+        let internal = |what: &str| {
+            (
+                ErrorKind::State,
+                format!("mcp.state could not be committed: {what}"),
+            )
+        };
+        let context = &mut self.context;
+        let replace = pending.get(0, context).unwrap_or_default().to_boolean();
+        let mut list = |i: u32, what: &str| {
+            let value = pending.get(i, context).unwrap_or_default();
+            string_list(&value, context).map_err(|()| internal(what))
+        };
+        let keys = list(1, "a key")?;
+        let values = list(2, "a value")?;
+        let order = list(3, "the order")?;
+        let (Some(keys), Some(values)) = (keys, values) else {
+            return Err(internal("no changes"));
+        };
+        if keys.len() != values.len() {
+            return Err(internal("keys and values differ in number"));
+        }
+        let mut changes = Vec::with_capacity(keys.len());
+        for (key, value) in keys.into_iter().zip(values) {
+            changes.push((key.ok_or_else(|| internal("a null key"))?, value));
+        }
+        let order = order
+            .map(|order| order.into_iter().collect::<Option<Vec<String>>>())
+            .map(|order| order.ok_or_else(|| internal("a null key in the order")))
+            .transpose()?;
+        Ok(Some(StateDelta {
+            replace,
+            changes,
+            order,
+        }))
+    }
+
+    /// Refuses a delta that a later `Restore` could not load (every key must be a JSON string
+    /// and every value JSON text that parses) or that takes the state over `max_state_bytes`.
+    /// Returns the new size of each changed key (`None`: deleted) and the new sum of sizes.
+    fn check_delta(&self, delta: &StateDelta) -> Result<SizeUpdate, (ErrorKind, String)> {
+        // Sizes of the changed keys after the delta, overriding `committed_sizes`.
+        let mut sizes: HashMap<&str, Option<usize>> = HashMap::new();
+        let size_of = |sizes: &HashMap<&str, Option<usize>>, key: &str| match sizes.get(key) {
+            Some(size) => *size,
+            None if delta.replace => None,
+            None => self.committed_sizes.get(key).copied(),
+        };
+        let (mut sum, mut keys) = if delta.replace {
+            (0, 0)
+        } else {
+            (self.committed_sum, self.committed_sizes.len())
+        };
+        for (key, value) in &delta.changes {
+            if let Some(old) = size_of(&sizes, key) {
+                sum -= old;
+                keys -= 1;
+            }
+            if !matches!(parse_restorable(key), Ok(serde_json::Value::String(_))) {
+                let message = format!(
+                    "mcp.state cannot be committed: the key {key} does not read back as a string"
+                );
+                return Err((ErrorKind::State, message));
+            }
+            match value {
+                Some(value) => {
+                    let max_depth = self.limits.max_json_depth as usize;
+                    let too_deep = format!(
+                        "mcp.state cannot be saved as JSON: {} is nested more than {max_depth} levels deep",
+                        key_path(key)
+                    );
+                    match parse_restorable(value) {
+                        // The state object itself is one level.
+                        Ok(parsed) if nesting(&parsed) < max_depth => {}
+                        Ok(_) => return Err((ErrorKind::State, too_deep)),
+                        Err(e) if e.to_string().contains("recursion limit") => {
+                            return Err((ErrorKind::State, too_deep));
+                        }
+                        Err(e) => {
+                            let message = format!(
+                                "mcp.state cannot be committed: the value of {} would not read back ({e})",
+                                key_path(key)
+                            );
+                            return Err((ErrorKind::State, message));
+                        }
+                    }
+                    let size = key.len() + value.len() + 2;
+                    sum += size;
+                    keys += 1;
+                    sizes.insert(key, Some(size));
+                }
+                None => {
+                    sizes.insert(key, None);
+                }
+            }
+        }
+        let bytes = state_bytes(sum, keys);
+        if bytes > self.limits.max_state_bytes {
+            let message = format!(
+                "mcp.state is {bytes} bytes as JSON, over max_state_bytes={}",
+                self.limits.max_state_bytes
+            );
+            return Err((ErrorKind::StateLimit, message));
+        }
+        Ok(SizeUpdate {
+            replace: delta.replace,
+            sizes: sizes
+                .into_iter()
+                .map(|(k, size)| (k.to_owned(), size))
+                .collect(),
+            sum,
+        })
     }
 
     /// Rolls `mcp.state` back and builds the `Failed` frame.
@@ -404,9 +593,11 @@ impl Engine {
         poisoned: bool,
     ) -> FromWorker {
         self.executor.clear();
-        let committed = std::mem::take(&mut self.committed);
-        let restored = self.set_state(&committed).is_ok();
-        self.committed = committed;
+        let restored = self
+            .discard_changes
+            .call(&JsValue::undefined(), &[], &mut self.context)
+            .is_ok();
+        boa_engine::gc::force_collect();
         FromWorker::Failed {
             id,
             error: CallError {
@@ -416,6 +607,70 @@ impl Engine {
             },
             poisoned: poisoned || !restored,
         }
+    }
+}
+
+/// Levels of arrays and objects in `value` (0 for a scalar).
+fn nesting(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+            serde_json::Value::Array(items) => Box::new(items.iter()),
+            serde_json::Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
+}
+
+/// `mcp.state.key` for a key (a JSON string literal) that is an identifier, else
+/// `mcp.state["key"]`.
+fn key_path(key_json: &str) -> String {
+    let bare = key_json
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .filter(|k| {
+            k.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        });
+    match bare {
+        Some(name) => format!("mcp.state.{name}"),
+        None => format!("mcp.state[{key_json}]"),
+    }
+}
+
+/// The strings (or `None` for `null`) of a JS array; `Ok(None)` when `value` is not an
+/// object, `Err` for any other element.
+fn string_list(value: &JsValue, context: &mut Context) -> Result<Option<Vec<Option<String>>>, ()> {
+    let Some(array) = value.as_object().and_then(|o| JsArray::from_object(o).ok()) else {
+        return Ok(None);
+    };
+    let len = array.length(context).map_err(|_| ())?;
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or_default());
+    for i in 0..len {
+        let item = array.get(i, context).map_err(|_| ())?;
+        if item.is_null() {
+            out.push(None);
+        } else {
+            let s = item.as_string().ok_or(())?;
+            out.push(Some(s.to_std_string().map_err(|_| ())?));
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Parses JSON text as [`parse_json`] does when code reads a key (lone-surrogate escapes
+/// allowed).
+fn parse_restorable(json: &str) -> Result<serde_json::Value, serde_json::Error> {
+    match protect_lone_surrogates(json) {
+        Some(text) => text.parse(),
+        None => json.parse(),
     }
 }
 
@@ -545,6 +800,30 @@ fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<J
         send(&FromWorker::Log { id, entry: LogEntry { level: LogLevel::Warn, message: marker } });
     });
     Ok(JsValue::undefined())
+}
+
+/// `parseJson(text)`: `[value, escaped]`, the value of committed JSON text as fresh objects
+/// (serde_json, then `JsValue::from_json`: no JS parser, nothing interned in the Context).
+/// `escaped` means lone-surrogate escapes were rewritten by [`protect_lone_surrogates`] and the
+/// prelude must undo that in every string.
+fn parse_json(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let text = args
+        .first()
+        .and_then(JsValue::as_string)
+        .ok_or_else(|| JsNativeError::typ().with_message("parseJson: not a string"))?
+        .to_std_string()
+        .map_err(|_| {
+            JsNativeError::typ().with_message("parseJson: unpaired surrogate in JSON text")
+        })?;
+    let (value, escaped) = match protect_lone_surrogates(&text) {
+        Some(protected) => (protected.parse::<serde_json::Value>(), true),
+        None => (text.parse::<serde_json::Value>(), false),
+    };
+    let value = value.map_err(|e| {
+        JsNativeError::syntax().with_message(format!("committed mcp.state does not parse: {e}"))
+    })?;
+    let value = JsValue::from_json(&value, context)?;
+    Ok(JsArray::from_iter([value, JsValue::from(escaped)], context).into())
 }
 
 /// `sleep(ms)`: resolves after `ms` milliseconds (clamped to 0..=2^31-1, as browsers clamp

@@ -118,7 +118,7 @@ async fn serve(mut engine: Engine, mut inbound: Inbound) {
                 Some(reply) => send(&reply),
                 None => return,
             },
-            ToWorker::Restore { state } => send(&engine.restore(state)),
+            ToWorker::Restore { entries } => send(&engine.restore(entries)),
             // A late reply to a host call of a call that has already finished.
             ToWorker::HostReply { .. } => {}
             ToWorker::Shutdown | ToWorker::Init { .. } => return,

@@ -2,7 +2,7 @@
 // globals agent code sees (`mcp`, `console`, `ToolError`) and returns the helpers the Rust side
 // calls. It captures the built-ins it needs up front, so agent code that later replaces
 // `JSON.stringify` or `Map` affects only itself, never serialisation of results or state.
-(function (emit, hostCall, sleep) {
+(function (emit, hostCall, sleep, parseJson) {
   'use strict';
   const stringify = JSON.stringify;
   const parse = JSON.parse;
@@ -215,27 +215,371 @@
   const SENTINEL_RE = /\uFDD0(\uFDD0|[0-9a-fA-F]{4})/g;
   const fromCharCode = StringC.fromCharCode;
   const parseIntC = parseInt;
-  const unprotectString = (s) => s.replace(SENTINEL_RE, (_, g) => (g === '\uFDD0' ? g : fromCharCode(parseIntC(g, 16))));
+  const replaceC = StringC.prototype.replace;
+  const unprotectString = (s) => apply(replaceC, s, [SENTINEL_RE, (_, g) => (g === '\uFDD0' ? g : fromCharCode(parseIntC(g, 16)))]);
   function unprotect(v) {
     if (typeof v === 'string') return unprotectString(v);
     if (v === null || typeof v !== 'object') return v;
-    if (isArray(v)) return v.map(unprotect);
+    if (isArray(v)) {
+      for (let i = 0; i < v.length; i++) v[i] = unprotect(v[i]);
+      return v;
+    }
     const out = {};
-    for (const k of Object.keys(v)) {
-      Object.defineProperty(out, unprotectString(k), { value: unprotect(v[k]), writable: true, enumerable: true, configurable: true });
+    const keys = objectKeys(v);
+    for (let i = 0; i < keys.length; i++) {
+      defineProperty(out, unprotectString(keys[i]), { value: unprotect(v[keys[i]]), writable: true, enumerable: true, configurable: true });
     }
     return out;
   }
 
-  const mcp = { state: {}, tools, resources };
+  // ---- mcp.state ----
+  // The committed state is kept per top-level key as JSON text (`committed`, in `order`).
+  // `mcp.state` is a Proxy over `target`, which holds every committed key in order with the
+  // value UNLOADED until code first reads it; the read parses that key's text alone (natively,
+  // no interning), so a call pays only for the keys it touches. The traps record which keys
+  // were loaded as objects or written (`dirty`), whether keys were added, deleted or
+  // redefined (`structural`), and whether the call read or wrote at all. At commit only the
+  // dirty keys are serialised and compared with their committed text; afterwards every such
+  // key is UNLOADED again, so no reference into live state survives the call and every call
+  // starts from plain JSON. All built-ins used here are captured now: agent code that
+  // pollutes prototypes later cannot change how state is loaded, tracked or committed.
+  const apply = Reflect.apply;
+  const rGet = Reflect.get;
+  const rSet = Reflect.set;
+  const rHas = Reflect.has;
+  const rOwnKeys = Reflect.ownKeys;
+  const rDefine = Reflect.defineProperty;
+  const rDelete = Reflect.deleteProperty;
+  const rDescriptor = Reflect.getOwnPropertyDescriptor;
+  const hasOwn = Object.hasOwn;
+  const objectKeys = Object.keys;
+  const defineProperty = Object.defineProperty;
+  const freeze = Object.freeze;
+  const getPrototypeOf = Reflect.getPrototypeOf;
+  const ObjectProto = Object.prototype;
+  const UNLOADED = freeze({ __proto__: null });
+  const NOT_REPLACED = freeze({ __proto__: null });
+  const isObject = (v) => v !== null && (typeof v === 'object' || typeof v === 'function');
+  const dict = () => ({ __proto__: null });
+
+  let committed = dict(); // key -> committed JSON text of its value
+  let order = []; // committed keys, in the object's order
+  const target = {};
+  let dirty = dict(); // keys to serialise at commit
+  let dirtyList = [];
+  let structural = false;
+  let stateRead = false;
+  let stateWritten = false;
+  let replacement = NOT_REPLACED;
+
+  // JSON text -> a fresh value; `parseJson` is native and returns [value, escaped].
+  function load(json) {
+    const parsed = parseJson(json);
+    return parsed[1] ? unprotect(parsed[0]) : parsed[0];
+  }
+  function markDirty(k) {
+    if (dirty[k] !== true) {
+      dirty[k] = true;
+      dirtyList[dirtyList.length] = k;
+    }
+  }
+  function loaded(t, k) {
+    let v = t[k];
+    if (v === UNLOADED) {
+      v = load(committed[k]);
+      t[k] = v;
+      if (isObject(v)) markDirty(k);
+    }
+    return v;
+  }
+  const handler = {
+    __proto__: null,
+    get(t, k, receiver) {
+      stateRead = true;
+      if (typeof k === 'string' && hasOwn(t, k) && t[k] === UNLOADED) return loaded(t, k);
+      return rGet(t, k, receiver);
+    },
+    set(t, k, v) {
+      stateWritten = true;
+      if (typeof k === 'string') {
+        if (!hasOwn(t, k)) structural = true;
+        markDirty(k);
+        // A key, as JSON.parse makes it, not the prototype setter.
+        if (k === '__proto__' && !hasOwn(t, k)) return rDefine(t, k, { value: v, writable: true, enumerable: true, configurable: true });
+      }
+      return rSet(t, k, v);
+    },
+    has(t, k) {
+      stateRead = true;
+      return rHas(t, k);
+    },
+    deleteProperty(t, k) {
+      stateWritten = true;
+      if (typeof k === 'string') structural = true;
+      return rDelete(t, k);
+    },
+    defineProperty(t, k, desc) {
+      stateWritten = true;
+      // A key that could not be deleted or reset would outlive a rollback.
+      if (desc.configurable === false || (!hasOwn(t, k) && desc.configurable !== true)) return false;
+      if (typeof k === 'string') {
+        structural = true;
+        markDirty(k);
+      }
+      return rDefine(t, k, desc);
+    },
+    getOwnPropertyDescriptor(t, k) {
+      stateRead = true;
+      if (typeof k === 'string' && hasOwn(t, k) && t[k] === UNLOADED) loaded(t, k);
+      return rDescriptor(t, k);
+    },
+    ownKeys(t) {
+      stateRead = true;
+      return rOwnKeys(t);
+    },
+    // mcp.state must stay extensible and an ordinary object.
+    preventExtensions() { return false; },
+    setPrototypeOf() { return false; },
+  };
+  const stateProxy = new ProxyC(target, handler);
+
+  // Resets `target` to the committed keys, in order, all UNLOADED.
+  function rebuildTarget() {
+    const keys = rOwnKeys(target);
+    for (let i = 0; i < keys.length; i++) rDelete(target, keys[i]);
+    for (let i = 0; i < order.length; i++) {
+      rDefine(target, order[i], { value: UNLOADED, writable: true, enumerable: true, configurable: true });
+    }
+  }
+  function resetTracking() {
+    dirty = dict();
+    dirtyList = [];
+    structural = false;
+    stateRead = false;
+    stateWritten = false;
+    replacement = NOT_REPLACED;
+  }
+  function keyPath(k) {
+    return /^[A-Za-z_$][\w$]*$/.test(k) ? `mcp.state.${k}` : `mcp.state[${stringify(k)}]`;
+  }
+  // The JSON text of one top-level value, or undefined when JSON omits it (undefined,
+  // functions, symbols). Errors name the key.
+  function serializeKey(holder, k, maxDepth) {
+    let v;
+    try {
+      v = rGet(holder, k, holder);
+    } catch (e) {
+      const d = describe(e);
+      throw new TypeErrorC(`${keyPath(k)} could not be read: ${d[0]}: ${d[1]}`);
+    }
+    if (v === undefined || typeof v === 'function' || typeof v === 'symbol') return undefined;
+    // The engine's plain stringify first (several times faster than the guarded serialiser,
+    // whose replacer runs for every value); the worker checks the nesting of changed values.
+    // Only when it throws does the guarded serialiser run, to name the path of the problem.
+    try {
+      return stringify(v);
+    } catch (_) { /* named below */ }
+    try {
+      // `serialize` counts the value itself as depth 0; inside the state object it is 1.
+      return serialize(v, maxDepth - 1, keyPath(k));
+    } catch (e) {
+      const d = describe(e);
+      throw new TypeErrorC(d[1].startsWith(keyPath(k)) ? `${d[0]}: ${d[1]}` : `${keyPath(k)}: ${d[0]}: ${d[1]}`);
+    }
+  }
+  function isEnumerableString(holder, k) {
+    if (typeof k !== 'string') return false;
+    const d = rDescriptor(holder, k);
+    return d !== undefined && hasOwn(d, 'enumerable') && d.enumerable === true;
+  }
+
+  // The pending commit: null when the call changed nothing; else
+  // [replace, keys (JSON string literals), values (JSON text, or null for a deleted key), order
+  // (JSON string literals, or undefined when the changes applied in order give it), newOrder,
+  // newTexts]. The last two are the worker's own, applied by `acceptState`.
+  let pending = null;
+  function prepareState(maxDepth) {
+    pending = null;
+    if (replacement === NOT_REPLACED && dirtyList.length === 0 && !structural) return null;
+    const keys = [];
+    const values = [];
+    const texts = dict();
+    let newOrder;
+    let replace = false;
+    if (replacement !== NOT_REPLACED) {
+      const s = replacement;
+      if (s === null || typeof s !== 'object' || isArray(s)) {
+        const kind = s === null ? 'null' : isArray(s) ? 'an array' : typeof s;
+        throw new TypeErrorC(`mcp.state must be a plain object, but it is ${kind}`);
+      }
+      const proto = getPrototypeOf(s);
+      if (proto !== ObjectProto && proto !== null) {
+        throw new TypeErrorC('mcp.state must be a plain object, but it is an instance of another class (its prototype is not Object.prototype)');
+      }
+      let own;
+      try { own = rOwnKeys(s); } catch (e) {
+        const d = describe(e);
+        throw new TypeErrorC(`the keys of mcp.state could not be read: ${d[0]}: ${d[1]}`);
+      }
+      replace = true;
+      newOrder = [];
+      for (let i = 0; i < own.length; i++) {
+        const k = own[i];
+        let enumerable;
+        try { enumerable = isEnumerableString(s, k); } catch (e) {
+          const d = describe(e);
+          throw new TypeErrorC(`${keyPath(StringC(k))} could not be read: ${d[0]}: ${d[1]}`);
+        }
+        if (!enumerable) continue;
+        const json = serializeKey(s, k, maxDepth);
+        if (json === undefined) continue;
+        newOrder[newOrder.length] = k;
+        texts[k] = json;
+        keys[keys.length] = stringify(k);
+        values[values.length] = json;
+      }
+      pending = [true, keys, values, undefined, newOrder, texts];
+      return pending;
+    }
+    if (structural) {
+      const own = rOwnKeys(target);
+      newOrder = [];
+      for (let i = 0; i < own.length; i++) {
+        const k = own[i];
+        if (!isEnumerableString(target, k)) continue;
+        let json;
+        if (target[k] === UNLOADED) {
+          json = committed[k];
+        } else {
+          json = serializeKey(target, k, maxDepth);
+          if (json === undefined) continue;
+          if (json !== committed[k]) {
+            keys[keys.length] = stringify(k);
+            values[values.length] = json;
+          }
+        }
+        newOrder[newOrder.length] = k;
+        texts[k] = json;
+      }
+      // Deleted keys, then whether "delete, replace in place, append new" gives the order.
+      const expected = [];
+      for (let i = 0; i < order.length; i++) {
+        const k = order[i];
+        if (texts[k] === undefined) {
+          keys[keys.length] = stringify(k);
+          values[values.length] = null;
+        } else {
+          expected[expected.length] = k;
+        }
+      }
+      for (let i = 0; i < newOrder.length; i++) {
+        if (committed[newOrder[i]] === undefined) expected[expected.length] = newOrder[i];
+      }
+      let sameOrder = expected.length === newOrder.length;
+      for (let i = 0; sameOrder && i < newOrder.length; i++) sameOrder = expected[i] === newOrder[i];
+      let orderJson;
+      if (!sameOrder) {
+        orderJson = [];
+        for (let i = 0; i < newOrder.length; i++) orderJson[i] = stringify(newOrder[i]);
+      }
+      if (keys.length === 0 && sameOrder) return null;
+      pending = [false, keys, values, orderJson, newOrder, texts];
+      return pending;
+    }
+    // Only existing keys were loaded or assigned: the order cannot change, but a value that
+    // JSON omits (`mcp.state.k = undefined`) deletes its key.
+    let deleted = false;
+    for (let i = 0; i < dirtyList.length; i++) {
+      const k = dirtyList[i];
+      const json = serializeKey(target, k, maxDepth);
+      if (json === committed[k]) continue;
+      if (json === undefined) deleted = true;
+      keys[keys.length] = stringify(k);
+      values[values.length] = json === undefined ? null : json;
+      texts[k] = json === undefined ? null : json;
+    }
+    if (keys.length === 0) return null;
+    if (deleted) {
+      newOrder = [];
+      for (let i = 0; i < order.length; i++) if (texts[order[i]] !== null) newOrder[newOrder.length] = order[i];
+    }
+    pending = [false, keys, values, undefined, newOrder, texts];
+    return pending;
+  }
+
+  // Makes the prepared commit the committed state; every touched key is UNLOADED again.
+  function acceptState() {
+    if (pending !== null) {
+      const replace = pending[0];
+      const newOrder = pending[4];
+      const texts = pending[5];
+      if (newOrder === undefined) {
+        for (const k in texts) committed[k] = texts[k];
+      } else {
+        const next = dict();
+        for (let i = 0; i < newOrder.length; i++) {
+          const k = newOrder[i];
+          next[k] = texts[k] !== undefined && texts[k] !== null ? texts[k] : committed[k];
+        }
+        committed = next;
+        order = newOrder;
+      }
+      pending = null;
+      if (replace || newOrder !== undefined) {
+        rebuildTarget();
+        resetTracking();
+        return;
+      }
+    }
+    discardChanges();
+  }
+
+  // Back to the committed state (a failed call, or nothing to commit).
+  function discardChanges() {
+    pending = null;
+    if (replacement !== NOT_REPLACED || structural) {
+      rebuildTarget();
+    } else {
+      for (let i = 0; i < dirtyList.length; i++) {
+        const k = dirtyList[i];
+        if (committed[k] !== undefined) target[k] = UNLOADED;
+      }
+    }
+    resetTracking();
+  }
+
+  const mcp = { tools, resources };
+  defineProperty(mcp, 'state', {
+    get() { return replacement === NOT_REPLACED ? stateProxy : replacement; },
+    set(v) {
+      stateWritten = true;
+      replacement = v === stateProxy ? NOT_REPLACED : v;
+    },
+    enumerable: true,
+    configurable: false,
+  });
+  freeze(mcp);
+
   return {
     mcp, servers, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
     serialize,
     describe,
-    // `escaped` means the Rust side replaced lone-surrogate escapes, which Boa's JSON.parse
-    // rejects, with SENTINEL + 4 hex digits (and doubled literal sentinels); undo that in every
-    // key and string.
-    setState(json, escaped) { mcp.state = escaped ? unprotect(parse(json)) : parse(json); },
-    getState() { return mcp.state; },
+    // Replaces the committed state: `keys` are JSON string literals, `values` JSON texts.
+    restoreState(keys, values) {
+      committed = dict();
+      order = [];
+      for (let i = 0; i < keys.length; i++) {
+        const k = load(keys[i]);
+        if (committed[k] === undefined) order[order.length] = k;
+        committed[k] = values[i];
+      }
+      rebuildTarget();
+      resetTracking();
+    },
+    prepareState,
+    acceptState,
+    discardChanges,
+    // [read, written]: whether the call looked at or changed mcp.state in any way.
+    stateAccess() { return [stateRead, stateWritten]; },
   };
 })
