@@ -4,6 +4,7 @@
 //! build it for this one. One test binary, one module per area (wasmtime's `tests/all`).
 
 mod args;
+mod builtins;
 mod concurrency;
 mod cross_session;
 mod execute;

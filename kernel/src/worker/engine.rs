@@ -231,7 +231,13 @@ impl Engine {
                 false,
             ),
             Err(RunError::SyntaxMessage(message)) => {
-                self.fail(id, ErrorKind::Js("SyntaxError".to_owned()), message, None, false)
+                // Code nested deeper than the parser's stack bound is a RangeError, as in V8.
+                let name = if message == boa_parser::native_stack::MESSAGE {
+                    "RangeError"
+                } else {
+                    "SyntaxError"
+                };
+                self.fail(id, ErrorKind::Js(name.to_owned()), message, None, false)
             }
             Err(RunError::Syntax(e)) => {
                 let message = e.to_string();

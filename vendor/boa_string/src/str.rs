@@ -238,10 +238,30 @@ impl<'a> JsStr<'a> {
         // a. Let candidate be the substring of string from i to i + searchLen.
         // b. If candidate is the same sequence of code units as searchValue, return i.
         // 8. Return -1.
-        self.windows(search_value.len())
-            .skip(from_index)
-            .position(|s| s == search_value)
-            .map(|i| i + from_index)
+        // mcp-kernel patch: `windows(n).skip(from)` walked `from` windows on every call (Windows
+        // has no `nth`), so loops over matches were quadratic; search only `from..` instead, with
+        // memchr's linear-time `memmem` (same result: the first match at an index >= from).
+        let hay = self.get(from_index..)?;
+        search::find(hay, search_value).map(|i| i + from_index)
+    }
+
+    /// The last index `i <= from_index` at which `search_value` occurs, or [`None`]: steps 9-12
+    /// of `String.prototype.lastIndexOf` with `start = from_index` (clamped to the length).
+    ///
+    /// mcp-kernel patch: linear-time replacement for the engine's candidate-by-candidate loop.
+    #[inline]
+    #[must_use]
+    pub fn last_index_of(&self, search_value: JsStr<'_>, from_index: usize) -> Option<usize> {
+        let len = self.len();
+        let from_index = from_index.min(len);
+        if search_value.is_empty() {
+            return Some(from_index);
+        }
+        let end = len.checked_sub(search_value.len())?;
+        // Every candidate starts at or before min(from_index, end), so it ends before `limit`.
+        let limit = from_index.min(end) + search_value.len();
+        let hay = self.get(..limit)?;
+        search::rfind(hay, search_value)
     }
 
     /// Abstract operation `CodePointAt( string, position )`.
@@ -668,5 +688,84 @@ impl<'a> JsSliceIndex<'a> for std::ops::RangeFull {
     #[inline]
     unsafe fn get_unchecked(value: JsStr<'a>, _index: Self) -> Self::Value {
         value
+    }
+}
+
+/// mcp-kernel patch: substring search over Latin1 and UTF-16 code units in linear time.
+mod search {
+    use super::{JsStr, JsStrVariant};
+    use memchr::memmem;
+
+    /// The needle as Latin1 bytes, or `None` if a code unit does not fit in a byte (then it
+    /// cannot occur in a Latin1 haystack).
+    fn narrow(needle: &[u16]) -> Option<Vec<u8>> {
+        needle.iter().map(|&u| u8::try_from(u).ok()).collect()
+    }
+
+    fn widen(needle: &[u8]) -> Vec<u16> {
+        needle.iter().copied().map(u16::from).collect()
+    }
+
+    /// Native-endian bytes of a UTF-16 slice.
+    fn bytes(units: &[u16]) -> &[u8] {
+        // SAFETY: any initialised u16 slice is a valid u8 slice of twice the length, and u8 has
+        // alignment 1.
+        unsafe { std::slice::from_raw_parts(units.as_ptr().cast::<u8>(), units.len() * 2) }
+    }
+
+    /// First index of `needle` in `hay` (both non-empty or `needle` empty -> 0).
+    pub(super) fn find(hay: JsStr<'_>, needle: JsStr<'_>) -> Option<usize> {
+        match (hay.variant(), needle.variant()) {
+            (JsStrVariant::Latin1(h), JsStrVariant::Latin1(n)) => memmem::find(h, n),
+            (JsStrVariant::Latin1(h), JsStrVariant::Utf16(n)) => memmem::find(h, &narrow(n)?),
+            (JsStrVariant::Utf16(h), JsStrVariant::Latin1(n)) => find_u16(h, &widen(n)),
+            (JsStrVariant::Utf16(h), JsStrVariant::Utf16(n)) => find_u16(h, n),
+        }
+    }
+
+    /// Last index of `needle` in `hay`.
+    pub(super) fn rfind(hay: JsStr<'_>, needle: JsStr<'_>) -> Option<usize> {
+        match (hay.variant(), needle.variant()) {
+            (JsStrVariant::Latin1(h), JsStrVariant::Latin1(n)) => memmem::rfind(h, n),
+            (JsStrVariant::Latin1(h), JsStrVariant::Utf16(n)) => memmem::rfind(h, &narrow(n)?),
+            (JsStrVariant::Utf16(h), JsStrVariant::Latin1(n)) => rfind_u16(h, &widen(n)),
+            (JsStrVariant::Utf16(h), JsStrVariant::Utf16(n)) => rfind_u16(h, n),
+        }
+    }
+
+    /// UTF-16 search on the byte view: a byte match at an odd offset straddles code units and
+    /// is skipped by resuming one byte later.
+    fn find_u16(hay: &[u16], needle: &[u16]) -> Option<usize> {
+        if needle.is_empty() {
+            return Some(0);
+        }
+        let finder = memmem::Finder::new(bytes(needle));
+        let hay = bytes(hay);
+        let mut from = 0;
+        while let Some(i) = finder.find(&hay[from..]) {
+            let at = from + i;
+            if at % 2 == 0 {
+                return Some(at / 2);
+            }
+            from = at + 1;
+        }
+        None
+    }
+
+    fn rfind_u16(hay: &[u16], needle: &[u16]) -> Option<usize> {
+        if needle.is_empty() {
+            return Some(hay.len());
+        }
+        let finder = memmem::FinderRev::new(bytes(needle));
+        let hay = bytes(hay);
+        let mut to = hay.len();
+        while let Some(at) = finder.rfind(&hay[..to]) {
+            if at % 2 == 0 {
+                return Some(at / 2);
+            }
+            // Resume with candidates that start before `at`: they end by `at - 1 + len`.
+            to = at + finder.needle().len() - 1;
+        }
+        None
     }
 }

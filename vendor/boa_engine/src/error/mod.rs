@@ -1398,7 +1398,23 @@ impl JsNativeError {
 impl From<boa_parser::Error> for JsNativeError {
     #[cfg_attr(feature = "native-backtrace", track_caller)]
     fn from(err: boa_parser::Error) -> Self {
+        // mcp-kernel patch: source nested too deep is a RangeError, as in V8.
+        if matches!(err, boa_parser::Error::RecursionLimit) {
+            return Self::range().with_message(err.to_string());
+        }
         Self::syntax().with_message(err.to_string())
+    }
+}
+
+impl JsNativeError {
+    /// mcp-kernel patch: `Err(RangeError)` when native recursion must stop here
+    /// ([`boa_parser::native_stack`]), else `Ok(())`.
+    pub(crate) fn check_native_stack() -> Result<(), Self> {
+        if boa_parser::native_stack::exhausted() {
+            Err(Self::range().with_message(boa_parser::native_stack::MESSAGE))
+        } else {
+            Ok(())
+        }
     }
 }
 

@@ -988,6 +988,8 @@ impl Array {
         args: &[JsValue],
         context: &mut Context,
     ) -> JsResult<JsValue> {
+        // mcp-kernel patch: nested arrays must throw, not overflow the native stack.
+        JsNativeError::check_native_stack()?;
         // 1. Let O be ? ToObject(this value).
         let o = this.to_object(context)?;
         // 2. Let len be ? LengthOfArrayLike(O).
@@ -1867,6 +1869,9 @@ impl Array {
         // - IsCallable(mapper_function) is true
         // - thisArg is present
         // - depth is 1
+
+        // mcp-kernel patch: nested arrays must throw, not overflow the native stack.
+        JsNativeError::check_native_stack()?;
 
         // 4. Let targetIndex be start
         let mut target_index = start;

@@ -502,6 +502,10 @@ impl BuiltInFunctionObject {
             let parameters = parser
                 .parse_formal_parameters(context.interner_mut(), generator, r#async)
                 .map_err(|e| {
+                    // mcp-kernel patch: nesting past the stack bound is a RangeError.
+                    if matches!(e, boa_parser::Error::RecursionLimit) {
+                        return JsNativeError::from(e);
+                    }
                     JsNativeError::syntax()
                         .with_message(format!("failed to parse function parameters: {e}"))
                 })?;
@@ -551,6 +555,10 @@ impl BuiltInFunctionObject {
             let body = parser
                 .parse_function_body(context.interner_mut(), generator, r#async)
                 .map_err(|e| {
+                    // mcp-kernel patch: nesting past the stack bound is a RangeError.
+                    if matches!(e, boa_parser::Error::RecursionLimit) {
+                        return JsNativeError::from(e);
+                    }
                     JsNativeError::syntax()
                         .with_message(format!("failed to parse function body: {e}"))
                 })?;

@@ -53,6 +53,8 @@ const fn to_hex_digit(val: u16) -> u16 {
 #[cfg(test)]
 mod tests;
 
+mod fast_parse;
+
 /// Marker struct for the `[[IsRawJSON]]` internal slot.
 #[derive(Debug, Trace, Finalize, JsData)]
 pub(crate) struct RawJson;
@@ -236,6 +238,12 @@ impl Json {
     /// [spec]: https://tc39.es/ecma262/#sec-json.parse
     /// [mdn]: https://developer.mozilla.org/en-US/docs/Web/JavaScript/Reference/Global_Objects/JSON/parse
     pub(crate) fn parse(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+        // mcp-kernel patch: without a reviver, build the values straight from the text.
+        if !args.get_or_undefined(1).is_callable() {
+            let text = args.first().cloned().unwrap_or_default().to_string(context)?;
+            return fast_parse::parse(&text, context);
+        }
+
         // 1. Let jsonString be ? ToString(text).
         let json_string = args
             .first()
@@ -962,6 +970,8 @@ impl Json {
         value: &JsObject,
         context: &mut Context,
     ) -> JsResult<JsString> {
+        // mcp-kernel patch: nested values must throw, not overflow the native stack.
+        JsNativeError::check_native_stack()?;
         // 1. If state.[[Stack]] contains value, throw a TypeError exception because the structure is cyclical.
         if !state.stack_set.insert(value.clone()) {
             return Err(JsNativeError::typ()
@@ -1121,6 +1131,8 @@ impl Json {
         value: &JsObject,
         context: &mut Context,
     ) -> JsResult<JsString> {
+        // mcp-kernel patch: nested values must throw, not overflow the native stack.
+        JsNativeError::check_native_stack()?;
         // 1. If state.[[Stack]] contains value, throw a TypeError exception because the structure is cyclical.
         if !state.stack_set.insert(value.clone()) {
             return Err(JsNativeError::typ()

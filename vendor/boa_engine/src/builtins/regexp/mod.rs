@@ -41,10 +41,93 @@ mod tests;
 #[boa_gc(unsafe_empty_trace)]
 pub struct RegExp {
     /// Regex matcher.
-    matcher: Regex,
+    /// mcp-kernel patch: shared, because every exec clones the `RegExp` data and cloning a
+    /// compiled program allocated per exec.
+    matcher: std::rc::Rc<Regex>,
     flags: RegExpFlags,
     original_source: JsString,
     original_flags: JsString,
+    /// mcp-kernel patch: what the last search learnt about the last subject string.
+    memo: std::rc::Rc<std::cell::RefCell<ExecMemo>>,
+}
+
+/// mcp-kernel patch: per-RegExp memo that makes loops of `exec` over one subject linear.
+///
+/// - `wide`: regress matches UTF-16 only, and Boa converted a Latin1 subject to a fresh
+///   `Vec<u16>` on every exec, so every loop over matches (`exec`, `match`/`replace`/`matchAll`
+///   with `/g`, `split`) was quadratic. The conversion is kept while the subject stays the same.
+/// - `next`: the leftmost match found searching from `from`. No match starts in
+///   `from..next.start`, so a search from any position in `from..=next.start` has the same
+///   answer; a sticky exec that fails (as `split` does at every position) costs O(1) instead of
+///   a scan to the next match.
+///
+/// The subject is held (so its address identifies it) until another subject is searched or the
+/// RegExp is collected; at most one UTF-16 copy of one subject per RegExp.
+#[derive(Debug, Default)]
+struct ExecMemo {
+    subject: Option<JsString>,
+    wide: Option<std::rc::Rc<[u16]>>,
+    next: Option<(usize, Option<regress::Match>)>,
+}
+
+/// mcp-kernel patch: the same string allocation (so the same code units), in O(1).
+fn same_subject(a: &JsString, b: &JsString) -> bool {
+    match (a.as_str().variant(), b.as_str().variant()) {
+        (JsStrVariant::Latin1(x), JsStrVariant::Latin1(y)) => {
+            std::ptr::eq(x.as_ptr(), y.as_ptr()) && x.len() == y.len()
+        }
+        (JsStrVariant::Utf16(x), JsStrVariant::Utf16(y)) => {
+            std::ptr::eq(x.as_ptr(), y.as_ptr()) && x.len() == y.len()
+        }
+        _ => false,
+    }
+}
+
+impl RegExp {
+    /// mcp-kernel patch: the leftmost match of the matcher in `input` starting at or after
+    /// `last_index` (what `matcher.find_from_*(input, last_index).next()` returned), through the
+    /// memo described at [`ExecMemo`].
+    fn find_from(&self, input: &JsString, last_index: usize, full_unicode: bool) -> Option<regress::Match> {
+        let mut memo = self.memo.borrow_mut();
+        if !memo.subject.as_ref().is_some_and(|s| same_subject(s, input)) {
+            *memo = ExecMemo {
+                subject: Some(input.clone()),
+                ..ExecMemo::default()
+            };
+        }
+        // In unicode mode a search never starts inside a surrogate pair, so a position inside
+        // one is not covered by an earlier search: search from it afresh.
+        let inside_pair = full_unicode
+            && match input.as_str().variant() {
+                JsStrVariant::Utf16(v) => {
+                    last_index > 0
+                        && v.get(last_index).is_some_and(|u| (0xDC00..=0xDFFF).contains(u))
+                        && (0xD800..=0xDBFF).contains(&v[last_index - 1])
+                }
+                JsStrVariant::Latin1(_) => false,
+            };
+        if !inside_pair && let Some((from, found)) = &memo.next {
+            if *from <= last_index && found.as_ref().is_none_or(|m| last_index <= m.start()) {
+                return found.clone();
+            }
+        }
+        let found = match (full_unicode, input.as_str().variant()) {
+            (_, JsStrVariant::Latin1(latin1)) => {
+                let wide = memo
+                    .wide
+                    .get_or_insert_with(|| latin1.iter().copied().map(u16::from).collect())
+                    .clone();
+                // NOTE: We can use the faster ucs2 variant since there will never be two byte unicode.
+                self.matcher.find_from_ucs2(&wide, last_index).next()
+            }
+            (true, JsStrVariant::Utf16(input)) => self.matcher.find_from_utf16(input, last_index).next(),
+            (false, JsStrVariant::Utf16(input)) => self.matcher.find_from_ucs2(input, last_index).next(),
+        };
+        if !inside_pair {
+            memo.next = Some((last_index, found.clone()));
+        }
+        found
+    }
 }
 
 impl RegExp {
@@ -97,6 +180,16 @@ impl IntrinsicObject for RegExp {
         let get_source = BuiltInBuilder::callable(realm, Self::get_source)
             .name(js_string!("get source"))
             .build();
+        // mcp-kernel patch: `exec` is an intrinsic, so `split` can tell it is unchanged.
+        let exec = BuiltInBuilder::callable_with_object(
+            realm,
+            realm.intrinsics().objects().regexp_prototype_exec().into(),
+            Self::exec,
+        )
+        .name(js_string!("exec"))
+        .length(1)
+        .build();
+
         let regexp = BuiltInBuilder::from_standard_constructor::<Self>(realm)
             .static_method(Self::escape, js_string!("escape"), 1)
             .static_accessor(
@@ -107,7 +200,11 @@ impl IntrinsicObject for RegExp {
             )
             .property(js_string!("lastIndex"), 0, Attribute::all())
             .method(Self::test, js_string!("test"), 1)
-            .method(Self::exec, js_string!("exec"), 1)
+            .property(
+                js_string!("exec"),
+                exec,
+                Attribute::WRITABLE | Attribute::NON_ENUMERABLE | Attribute::CONFIGURABLE,
+            )
             .method(Self::to_string, js_string!("toString"), 0)
             .method(Self::r#match, JsSymbol::r#match(), 1)
             .method(Self::match_all, JsSymbol::match_all(), 1)
@@ -394,10 +491,11 @@ impl RegExp {
         // 20. Set obj.[[RegExpRecord]] to rer.
         // 21. Set obj.[[RegExpMatcher]] to CompilePattern of parseResult with argument rer.
         Ok(RegExp {
-            matcher,
+            matcher: std::rc::Rc::new(matcher),
             flags,
             original_source: p,
             original_flags: f,
+            memo: std::rc::Rc::default(),
         })
     }
 
@@ -1131,7 +1229,6 @@ impl RegExp {
         }
 
         // 8. Let matcher be R.[[RegExpMatcher]].
-        let matcher = &rx.matcher;
 
         // 9. If flags contains "u" or flags contains "v", let fullUnicode be true; else let fullUnicode be false.
         let full_unicode = flags.contains(b'u') || flags.contains(b'v');
@@ -1157,21 +1254,9 @@ impl RegExp {
 
         // 13.b. Let inputIndex be the index into input of the character that was obtained from element lastIndex of S.
         // 13.c. Let r be matcher(input, inputIndex).
-        let r: Option<regress::Match> = match (full_unicode, input.as_str().variant()) {
-            (true | false, JsStrVariant::Latin1(_)) => {
-                // TODO: Currently regress does not support latin1 encoding.
-                let input = input.to_vec();
-
-                // NOTE: We can use the faster ucs2 variant since there will never be two byte unicode.
-                matcher.find_from_ucs2(&input, last_index as usize).next()
-            }
-            (true, JsStrVariant::Utf16(input)) => {
-                matcher.find_from_utf16(input, last_index as usize).next()
-            }
-            (false, JsStrVariant::Utf16(input)) => {
-                matcher.find_from_ucs2(input, last_index as usize).next()
-            }
-        };
+        // mcp-kernel patch: through the memo (no Latin1 -> UTF-16 copy per exec, O(1) failed
+        // sticky execs); same result as searching from `last_index`.
+        let r: Option<regress::Match> = rx.find_from(input, last_index as usize, full_unicode);
 
         let Some(match_value) = r else {
             // d. If r is failure, then
@@ -1241,16 +1326,22 @@ impl RegExp {
         // Immediately convert it to an array according to 22.2.7.7 GetMatchIndexPair(S, match)
         // 1. Assert: match.[[StartIndex]] ≤ match.[[EndIndex]] ≤ the length of S.
         // 2. Return CreateArrayFromList(« 𝔽(match.[[StartIndex]]), 𝔽(match.[[EndIndex]]) »).
-        let match_record = Array::create_array_from_list(
-            [match_value.start().into(), match_value.end().into()],
-            context,
-        );
+        // mcp-kernel patch: the indices arrays are built only when they are returned ("d").
+        let indices = if has_indices {
+            let match_record = Array::create_array_from_list(
+                [match_value.start().into(), match_value.end().into()],
+                context,
+            );
 
-        // 25. Let indices be a new empty List.
-        let indices = Array::array_create(n + 1, None, context)?;
+            // 25. Let indices be a new empty List.
+            let indices = Array::array_create(n + 1, None, context)?;
 
-        // 27. Append match to indices.
-        indices.create_data_property_or_throw(0, match_record, context)?;
+            // 27. Append match to indices.
+            indices.create_data_property_or_throw(0, match_record, context)?;
+            Some(indices)
+        } else {
+            None
+        };
 
         // 28. Let matchedSubstr be GetMatchString(S, match).
         let matched_substr = input.get_expect((last_index as usize)..(e));
@@ -1324,7 +1415,9 @@ impl RegExp {
 
         // 22.2.7.8 MakeMatchIndicesIndexPairArray ( S, indices, groupNames, hasGroups )
         // 8. Perform ! CreateDataPropertyOrThrow(A, "groups", groups).
-        indices.create_data_property_or_throw(js_string!("groups"), group_names, context)?;
+        if let Some(indices) = &indices {
+            indices.create_data_property_or_throw(js_string!("groups"), group_names, context)?;
+        }
 
         // 32. Perform ! CreateDataPropertyOrThrow(A, "groups", groups).
         a.create_data_property_or_throw(js_string!("groups"), groups, context)?;
@@ -1345,7 +1438,7 @@ impl RegExp {
             a.create_data_property_or_throw(i, captured_value.clone(), context)?;
 
             // 22.2.7.8 MakeMatchIndicesIndexPairArray ( S, indices, groupNames, hasGroups )
-            if has_indices {
+            if let Some(indices) = &indices {
                 // b. If matchIndices is not undefined, then
                 // i. Let matchIndexPair be GetMatchIndexPair(S, matchIndices).
                 // c. Else,
@@ -1363,7 +1456,7 @@ impl RegExp {
         // 34. If hasIndices is true, then
         // a. Let indicesArray be MakeMatchIndicesIndexPairArray(S, indices, groupNames, hasGroups).
         // b. Perform ! CreateDataPropertyOrThrow(A, "indices", indicesArray).
-        if has_indices {
+        if let Some(indices) = indices {
             a.create_data_property_or_throw(js_string!("indices"), indices, context)?;
         }
 
@@ -1904,9 +1997,10 @@ impl RegExp {
         // 5. Let flags be ? ToString(? Get(rx, "flags")).
         let flags = rx.get(js_string!("flags"), context)?.to_string(context)?;
 
-        // 6. If flags contains "u", let unicodeMatching be true.
+        // 6. If flags contains "u" or flags contains "v", let unicodeMatching be true.
         // 7. Else, let unicodeMatching be false.
-        let unicode = flags.contains(b'u');
+        // mcp-kernel patch: "v" as well, as the spec says (ES2024).
+        let unicode = flags.contains(b'u') || flags.contains(b'v');
 
         // 8. If flags contains "y", let newFlags be flags.
         // 9. Else, let newFlags be the string-concatenation of flags and "y".
@@ -1959,6 +2053,14 @@ impl RegExp {
             a.create_data_property_or_throw(0, arg_str, context)?;
 
             // d. Return A.
+            return Ok(a.into());
+        }
+
+        // mcp-kernel patch: when nothing can observe the per-position steps below, jump from
+        // match to match instead of running a sticky exec at every position.
+        if let Some(a) =
+            Self::split_unobserved(&constructor, &splitter, &arg_str, a.clone(), lim, unicode, context)?
+        {
             return Ok(a.into());
         }
 
@@ -2048,6 +2150,83 @@ impl RegExp {
 
         // 22. Return A.
         Ok(a.into())
+    }
+
+    /// mcp-kernel patch: steps 17-22 of `RegExp.prototype [ %Symbol.split% ]` in O(size + output),
+    /// when the splitter was made by this realm's `%RegExp%` (so no script holds it and its
+    /// `lastIndex` is a plain own property) and `RegExp.prototype.exec` is a data property holding
+    /// the original: then the sticky exec at each position q, which Boa emulates with a search
+    /// from q, fails at every q before the leftmost match found from q and succeeds there with
+    /// that match, and the result arrays it would build are never seen. Returns `None` (and does
+    /// nothing) when those conditions do not hold, for the step-by-step loop to run.
+    #[allow(clippy::too_many_arguments)]
+    fn split_unobserved(
+        constructor: &JsObject,
+        splitter: &JsObject,
+        s: &JsString,
+        a: JsObject,
+        lim: u32,
+        unicode: bool,
+        context: &mut Context,
+    ) -> JsResult<Option<JsObject>> {
+        let regexp = context.intrinsics().constructors().regexp();
+        if !JsObject::equals(constructor, &regexp.constructor()) {
+            return Ok(None);
+        }
+        let exec = context.intrinsics().objects().regexp_prototype_exec();
+        let pristine = regexp
+            .prototype()
+            .borrow()
+            .properties()
+            .get(&js_string!("exec").into())
+            .and_then(|d| d.value().cloned())
+            .and_then(|v| v.as_object())
+            .is_some_and(|o| JsObject::equals(&o, &exec));
+        if !pristine {
+            return Ok(None);
+        }
+        let Some(rx) = splitter.downcast_ref::<RegExp>().map(|r| r.clone()) else {
+            return Ok(None);
+        };
+        let full_unicode = rx.original_flags.contains(b'u') || rx.original_flags.contains(b'v');
+        let size = s.len();
+        let mut length_a = 0u32;
+        let mut p = 0usize;
+        let mut q = 0usize;
+        while q < size {
+            let Some(m) = rx.find_from(s, q, full_unicode) else {
+                break;
+            };
+            if m.start() >= size {
+                break;
+            }
+            // The sticky exec fails at every position in q..m.start() and matches at m.start().
+            q = m.start();
+            let e = m.end().min(size);
+            if e == p {
+                q = advance_string_index(s, q as u64, unicode) as usize;
+                continue;
+            }
+            a.create_data_property_or_throw(length_a, s.get_expect(p..q), context)?;
+            length_a += 1;
+            if length_a == lim {
+                return Ok(Some(a));
+            }
+            p = e;
+            for i in 1..m.captures.len() + 1 {
+                let capture = m
+                    .group(i)
+                    .map_or_else(JsValue::undefined, |range| js_string!(s.get_expect(range)).into());
+                a.create_data_property_or_throw(length_a, capture, context)?;
+                length_a += 1;
+                if length_a == lim {
+                    return Ok(Some(a));
+                }
+            }
+            q = p;
+        }
+        a.create_data_property_or_throw(length_a, s.get_expect(p..size), context)?;
+        Ok(Some(a))
     }
 
     /// [`RegExp.prototype.compile ( pattern, flags )`][spec]

@@ -731,17 +731,11 @@ impl String {
                 .into());
         }
 
-        let n = n as usize;
-
-        // Charge each repetition against the VM loop-iteration limit.
-        let mut result = Vec::with_capacity(n);
-        for _ in 0..n {
-            crate::vm::opcode::IncrementLoopIteration::operation((), context)?;
-            result.push(string.as_str());
-        }
-
         // 6. Return the String value that is made from n copies of S appended together.
-        Ok(JsString::concat_array(&result).into())
+        // mcp-kernel patch: one flat buffer of exactly n * len code units (Latin1 when S is),
+        // instead of a list of n 24-byte slices that needed ~25x the result's memory.
+        let total = len * n as usize;
+        Ok(build_repeated(crate::string::JsStr::EMPTY, string.as_str(), total, crate::string::JsStr::EMPTY).into())
     }
 
     /// `String.prototype.slice( beginIndex [, endIndex] )`
@@ -1384,23 +1378,16 @@ impl String {
         }
 
         // 10. Let searchLen be the length of searchStr.
-        let search_len = search_str.len();
-
-        if let Some(end) = len.checked_sub(search_len) {
-            // 11. For each non-negative integer i starting with start such that i ≤ len - searchLen, in descending order, do
-            for i in (0..=min(start, end)).rev() {
-                // a. Let candidate be the substring of S from i to i + searchLen.
-                let candidate = string.get_expect(i..i + search_len);
-
-                // b. If candidate is the same sequence of code units as searchStr, return 𝔽(i).
-                if candidate == search_str {
-                    return Ok(i.into());
-                }
-            }
-        }
-
+        // 11. For each non-negative integer i starting with start such that i ≤ len - searchLen, in descending order, do
+        // a. Let candidate be the substring of S from i to i + searchLen.
+        // b. If candidate is the same sequence of code units as searchStr, return 𝔽(i).
         // 12. Return -1𝔽.
-        Ok(JsValue::new(-1))
+        // mcp-kernel patch: one linear-time reverse search instead of comparing every candidate.
+        Ok(string
+            .as_str()
+            .last_index_of(search_str.as_str(), start)
+            .map_or(-1, |i| i as i64)
+            .into())
     }
 
     /// [`String.prototype.localeCompare ( that [ , locales [ , options ] ] )`][spec]
@@ -1566,35 +1553,18 @@ impl String {
                 .into());
         }
 
-        let filler_len = filler.len() as u64;
-
         // 9. Let truncatedStringFiller be the String value consisting of repeated
         // concatenations of filler truncated to length fillLen.
-        let repetitions = {
-            let q = fill_len / filler_len;
-            let r = fill_len % filler_len;
-            if r == 0 { q } else { q + 1 }
-        };
-
-        let mut truncated_string_filler = Vec::with_capacity(fill_len as usize);
-        let filler_slice = filler.to_vec();
-        for _ in 0..repetitions {
-            let remaining = fill_len as usize - truncated_string_filler.len();
-            if remaining >= filler_slice.len() {
-                truncated_string_filler.extend_from_slice(&filler_slice);
-            } else {
-                truncated_string_filler.extend_from_slice(&filler_slice[..remaining]);
-                break;
-            }
-        }
-        let truncated_string_filler = JsString::from(&truncated_string_filler[..]);
+        // mcp-kernel patch: the filler and S are written once into one flat buffer (Latin1 when
+        // both are), instead of a UTF-16 Vec, a string made from it and their concatenation.
+        let fill_len = fill_len as usize;
 
         // 10. If placement is start, return the string-concatenation of truncatedStringFiller and S.
         if placement == Placement::Start {
-            Ok(js_string!(&truncated_string_filler, &string).into())
+            Ok(build_repeated(crate::string::JsStr::EMPTY, filler.as_str(), fill_len, string.as_str()).into())
         } else {
             // 11. Else, return the string-concatenation of S and truncatedStringFiller.
-            Ok(js_string!(&string, &truncated_string_filler).into())
+            Ok(build_repeated(string.as_str(), filler.as_str(), fill_len, crate::string::JsStr::EMPTY).into())
         }
     }
 
@@ -2821,4 +2791,56 @@ pub(crate) fn get_substitution(
 
     // 11. Return result.
     Ok(js_string!(&result[..]))
+}
+
+/// mcp-kernel patch: `prefix`, then `filler` repeated and truncated to `fill_len` code units,
+/// then `suffix`, written into one flat string buffer of exactly the result's length (Latin1
+/// when all three parts are). Used by `repeat`, `padStart` and `padEnd`.
+fn build_repeated(
+    prefix: crate::string::JsStr<'_>,
+    filler: crate::string::JsStr<'_>,
+    fill_len: usize,
+    suffix: crate::string::JsStr<'_>,
+) -> JsString {
+    use crate::string::{JsStr, JsStrVariant, Latin1JsStringBuilder, Utf16JsStringBuilder};
+
+    /// Copies of `unit` are first gathered into a chunk of about this many code units, which is
+    /// then copied whole; short fillers would otherwise cost one copy call per repetition.
+    const CHUNK_UNITS: usize = 64 * 1024;
+
+    fn fill<T: Copy>(unit: &[T], fill_len: usize, mut push: impl FnMut(&[T])) {
+        if unit.is_empty() || fill_len == 0 {
+            return;
+        }
+        let reps = (CHUNK_UNITS / unit.len()).clamp(1, fill_len.div_ceil(unit.len()));
+        let chunk: Vec<T> = unit.iter().copied().cycle().take(reps * unit.len()).collect();
+        let mut remaining = fill_len;
+        while remaining >= chunk.len() {
+            push(&chunk);
+            remaining -= chunk.len();
+        }
+        // The chunk is a whole number of copies, so its prefix continues the pattern.
+        push(&chunk[..remaining]);
+    }
+
+    let total = prefix.len() + fill_len + suffix.len();
+    if let (Some(p), Some(f), Some(x)) = (prefix.as_latin1(), filler.as_latin1(), suffix.as_latin1()) {
+        let mut out = Latin1JsStringBuilder::with_capacity(total);
+        out.extend_from_slice(p);
+        fill(f, fill_len, |c| out.extend_from_slice(c));
+        out.extend_from_slice(x);
+        // SAFETY: every byte comes from a Latin1 string.
+        return unsafe { out.build_as_latin1() };
+    }
+    fn wide(s: JsStr<'_>) -> Cow<'_, [u16]> {
+        match s.variant() {
+            JsStrVariant::Latin1(v) => Cow::Owned(v.iter().copied().map(u16::from).collect()),
+            JsStrVariant::Utf16(v) => Cow::Borrowed(v),
+        }
+    }
+    let mut out = Utf16JsStringBuilder::with_capacity(total);
+    out.extend_from_slice(&wide(prefix));
+    fill(&wide(filler), fill_len, |c| out.extend_from_slice(c));
+    out.extend_from_slice(&wide(suffix));
+    out.build()
 }

@@ -1,0 +1,524 @@
+//! Builtins that Boa 0.22 made quadratic, memory-hungry or fatal, patched in `vendor/` (see
+//! vendor/README.md): their edge cases against Node 20, deep native recursion that must throw a
+//! catchable `RangeError` and leave the worker alive, and `repeat` memory.
+
+use mcpk_tests::{ExecuteResult as _, Server};
+use serde_json::{Value, json};
+
+/// Serialises a case's value so that `-0`, `NaN`, `Infinity` and `undefined` stay visible.
+const SHOW: &str = "const show = v => JSON.stringify(v, (k, x) => typeof x === 'number' && \
+    !Number.isFinite(x) ? String(x) : Object.is(x, -0) ? '-0' : x === undefined ? '<undefined>' : x);";
+
+/// `(expression, show(expression) under Node 20)`, or `throws <name>`. The expected column was
+/// produced by running each expression in Node 20 (`the_table_is_what_node_says` re-checks it).
+const CASES: &[(&str, &str)] = &[
+    (r#"'a,b,,c'.split(',')"#, r#"["a","b","","c"]"#),
+    (r#"'abc'.split('')"#, r#"["a","b","c"]"#),
+    (
+        r#"'a\u{1F600}b'.split('')"#,
+        r#"["a","\ud83d","\ude00","b"]"#,
+    ),
+    (r#"'a,b,c'.split(',', 2)"#, r#"["a","b"]"#),
+    (r#"'a,b,c'.split(',', 0)"#, r#"[]"#),
+    (r#"'a,b'.split(',', -1)"#, r#"["a","b"]"#),
+    (r#"'a,b,c'.split(',', 2 ** 32 + 1)"#, r#"["a"]"#),
+    (r#"'a,b,c'.split(',', NaN)"#, r#"[]"#),
+    (r#"'a1b1c'.split(1)"#, r#"["a","b","c"]"#),
+    (r#"'aundefinedb'.split(undefined)"#, r#"["aundefinedb"]"#),
+    (r#"'anullb'.split(null)"#, r#"["a","b"]"#),
+    (r#"''.split(',')"#, r#"[""]"#),
+    (r#"''.split('')"#, r#"[]"#),
+    (
+        r#"'abc'.split({ [Symbol.split](s, lim) { return 'custom:' + s + ':' + lim; } }, 3)"#,
+        r#""custom:abc:3""#,
+    ),
+    (
+        r#"'a-b_c'.split({ toString() { return '-'; } })"#,
+        r#"["a","b_c"]"#,
+    ),
+    (
+        r#"'\u00e4\u00e4x\u00e4\u00e4'.split('x')"#,
+        r#"["ää","ää"]"#,
+    ),
+    (
+        r#"'\u00e4\u20ac\u00e4x\u20ac'.split('\u20ac')"#,
+        r#"["ä","äx",""]"#,
+    ),
+    (r#"'abc\u20ac'.split('b')"#, r#"["a","c€"]"#),
+    (r#"'abc'.split('\u20ac')"#, r#"["abc"]"#),
+    (
+        r#"'\u{1F600}x\u{1F600}'.split('\uDE00')"#,
+        r#"["\ud83d","x\ud83d",""]"#,
+    ),
+    (r#"'abcabc'.indexOf('c', -0)"#, r#"2"#),
+    (r#"'abcabc'.indexOf('c', NaN)"#, r#"2"#),
+    (r#"'abcabc'.indexOf('c', Infinity)"#, r#"-1"#),
+    (r#"'abcabc'.indexOf('c', -Infinity)"#, r#"2"#),
+    (r#"'abcabc'.indexOf('c', -5)"#, r#"2"#),
+    (r#"'abcabc'.indexOf('c', 2 ** 53)"#, r#"-1"#),
+    (r#"'abcabc'.indexOf('c', 3.7)"#, r#"5"#),
+    (r#"'abcabc'.indexOf('', 99)"#, r#"6"#),
+    (r#"'abcabc'.indexOf('', 3)"#, r#"3"#),
+    (r#"'abc'.indexOf('abcd')"#, r#"-1"#),
+    (r#"'\u0100\u0001'.indexOf('\u0101')"#, r#"-1"#),
+    (r#"'\u0100\u0001\u0101'.indexOf('\u0101')"#, r#"2"#),
+    (r#"'x\u00e9\u20ac\u00e9'.indexOf('\u00e9', 2)"#, r#"3"#),
+    (r#"'\u00e9abc'.indexOf('\u20ac')"#, r#"-1"#),
+    (r#"'abcabc'.includes('a', 4)"#, r#"false"#),
+    (r#"'abcabc'.includes('a', -Infinity)"#, r#"true"#),
+    (r#"'abcabc'.includes('c', 2 ** 53)"#, r#"false"#),
+    (r#"'abc'.includes('')"#, r#"true"#),
+    (r#"'abcabc'.lastIndexOf('a')"#, r#"3"#),
+    (r#"'abcabc'.lastIndexOf('a', 2)"#, r#"0"#),
+    (r#"'abcabc'.lastIndexOf('a', -0)"#, r#"0"#),
+    (r#"'abcabc'.lastIndexOf('a', NaN)"#, r#"3"#),
+    (r#"'abcabc'.lastIndexOf('b', -Infinity)"#, r#"-1"#),
+    (r#"'abcabc'.lastIndexOf('a', Infinity)"#, r#"3"#),
+    (r#"'abcabc'.lastIndexOf('', 2)"#, r#"2"#),
+    (r#"'abcabc'.lastIndexOf('', 99)"#, r#"6"#),
+    (r#"'abcabc'.lastIndexOf('c', 0)"#, r#"-1"#),
+    (r#"'aaaa'.lastIndexOf('aa')"#, r#"2"#),
+    (r#"'aaaa'.lastIndexOf('aa', 1)"#, r#"1"#),
+    (r#"'\u20aca\u20aca'.lastIndexOf('\u20aca')"#, r#"2"#),
+    (r#"'\u20aca\u20aca'.lastIndexOf('a', 2)"#, r#"1"#),
+    (r#"'\u0100\u0001'.lastIndexOf('\u0101')"#, r#"-1"#),
+    (r#"'\u0101\u0100\u0001'.lastIndexOf('\u0101')"#, r#"0"#),
+    (r#"'abc'.lastIndexOf('abcd')"#, r#"-1"#),
+    (r#"'aaa'.replaceAll('a', 'b')"#, r#""bbb""#),
+    (r#"'aaa'.replaceAll('aa', 'b')"#, r#""ba""#),
+    (r#"'abc'.replaceAll('', '-')"#, r#""-a-b-c-""#),
+    (r#"'a.b.c'.replaceAll('.', '$&$&')"#, r#""a..b..c""#),
+    (
+        r#"'x-y'.replaceAll('-', (m, p, s) => `[${m}${p}${s}]`)"#,
+        r#""x[-1x-y]y""#,
+    ),
+    (
+        r#"'abc'.replaceAll({ [Symbol.replace](s, r) { return 'R:' + s + r; } }, '!')"#,
+        r#""R:abc!""#,
+    ),
+    (r#"'\u20acx\u20ac'.replaceAll('\u20ac', 'e')"#, r#""exe""#),
+    (r#"'aXbx'.replaceAll(/x/gi, '_')"#, r#""a_b_""#),
+    (
+        r#"(() => { try { return 'a'.replaceAll(/a/, 'b'); } catch (e) { return e.name; } })()"#,
+        r#""TypeError""#,
+    ),
+    (
+        r#"'abc'.replace({ [Symbol.replace](s, r) { return 'R:' + s + r; } }, '!')"#,
+        r#""R:abc!""#,
+    ),
+    (r#"'ab'.repeat(3)"#, r#""ababab""#),
+    (r#"'\u20ac'.repeat(2)"#, r#""€€""#),
+    (r#"''.repeat(5)"#, r#""""#),
+    (r#"'x'.repeat(0)"#, r#""""#),
+    (
+        r#"(() => { try { return 'x'.repeat(-1); } catch (e) { return e.name; } })()"#,
+        r#""RangeError""#,
+    ),
+    (
+        r#"(() => { try { return 'x'.repeat(Infinity); } catch (e) { return e.name; } })()"#,
+        r#""RangeError""#,
+    ),
+    (
+        r#"(() => { try { return 'xy'.repeat(2 ** 31); } catch (e) { return e.name; } })()"#,
+        r#""RangeError""#,
+    ),
+    (r#"'abc'.padStart(8, '12')"#, r#""12121abc""#),
+    (r#"'abc'.padEnd(8, '\u20ac1')"#, r#""abc€1€1€""#),
+    (r#"'abc'.padStart(2)"#, r#""abc""#),
+    (r#"'abc'.padEnd(6, '')"#, r#""abc""#),
+    (r#"'\u20ac'.padStart(4, 'ab')"#, r#""aba€""#),
+    (r#"'a'.padEnd(5)"#, r#""a    ""#),
+    (r#"'a1b22c333'.match(/\d+/g)"#, r#"["1","22","333"]"#),
+    (
+        r#"'line1\nERROR x\nline3\nERROR y'.match(/^ERROR.*$/gm)"#,
+        r#"["ERROR x","ERROR y"]"#,
+    ),
+    (
+        r#"[...'a1b2'.matchAll(/[a-z](\d)/g)].map(m => [m[0], m[1], m.index])"#,
+        r#"[["a1","1",0],["b2","2",2]]"#,
+    ),
+    (r#"'a1b2c3'.replace(/\d/g, d => d * 2)"#, r#""a2b4c6""#),
+    (r#"'a1b2'.split(/(\d)/)"#, r#"["a","1","b","2",""]"#),
+    (r#"'abc'.split(/(?:)/)"#, r#"["a","b","c"]"#),
+    (r#"'abc'.split(/(?:)/u)"#, r#"["a","b","c"]"#),
+    (r#"'\u{1F600}\u{1F600}'.split(/(?:)/u)"#, r#"["😀","😀"]"#),
+    (
+        r#"'\u{1F600}\u{1F600}'.split(/(?:)/)"#,
+        r#"["\ud83d","\ude00","\ud83d","\ude00"]"#,
+    ),
+    (r#"'a,b;c'.split(/[,;]/, 2)"#, r#"["a","b"]"#),
+    (r#"'a,b,'.split(/(?<=,)/)"#, r#"["a,","b,"]"#),
+    (
+        r#"'price: 10 USD, 20 EUR'.match(/(?<=\s)\d+/g)"#,
+        r#"["10","20"]"#,
+    ),
+    (r#"'xaxbxc'.split(/x/)"#, r#"["","a","b","c"]"#),
+    (
+        r#"'test'.split(/(t)?/)"#,
+        r#"["","t","e","<undefined>","s","t",""]"#,
+    ),
+    (r#"'ab'.split(/a*?/)"#, r#"["a","b"]"#),
+    (r#"'ab'.split(/a*/)"#, r#"["","b"]"#),
+    (
+        r#"'A<B>bold</B>and<CODE>coded</CODE>'.split(/<(\/)?([^<>]+)>/)"#,
+        r#"["A","<undefined>","B","bold","/","B","and","<undefined>","CODE","coded","/","CODE",""]"#,
+    ),
+    (r#"'a,b,c'.split(/,/y)"#, r#"["a","b","c"]"#),
+    (r#"''.split(/x/)"#, r#"[""]"#),
+    (r#"''.split(/(?:)/)"#, r#"[]"#),
+    (r#"'\u00e9x\u00e9'.split(/x/)"#, r#"["é","é"]"#),
+    (r#"'\u20acx\u20ac'.match(/\u20ac/g)"#, r#"["€","€"]"#),
+    (
+        r#"'$10 \u20ac20 $30'.match(/(?<=\$)\d+/g)"#,
+        r#"["10","30"]"#,
+    ),
+    (r#"'abcabc'.replace(/(?<!^)b/g, 'B')"#, r#""aBcaBc""#),
+    (r#"'\u{1F600}a'.match(/./gu)"#, r#"["😀","a"]"#),
+    (r#"'\u{1F600}a'.match(/./g).length"#, r#"3"#),
+    (r#"'aaa'.match(/a*?/g)"#, r#"["","","",""]"#),
+    (r#"'abc'.replace(/(?:)/g, '-')"#, r#""-a-b-c-""#),
+    (r#"'\u{1F600}'.replace(/(?:)/gu, '-')"#, r#""-😀-""#),
+    (
+        r#"(() => { const re = /a/y; const out = []; for (let i = 0; i < 4; i++) out.push(re.test('aab'), re.lastIndex); return out; })()"#,
+        r#"[true,1,true,2,false,0,true,1]"#,
+    ),
+    (
+        r#"(() => { const re = /b/y; const s = 'aabab'; const out = []; for (const i of [0, 2, 1, 4, 3, 5, 2]) { re.lastIndex = i; const m = re.exec(s); out.push(m ? m.index : null, re.lastIndex); } return out; })()"#,
+        r#"[null,0,2,3,null,0,4,5,null,0,null,0,2,3]"#,
+    ),
+    (
+        r#"(() => { const re = /a/g; re.lastIndex = 3; const r = 'aXa'.match(re); return [r, re.lastIndex]; })()"#,
+        r#"[["a","a"],0]"#,
+    ),
+    (
+        r#"(() => { const re = /a/g; const r = 'aa'.replace(re, 'b'); return [r, re.lastIndex]; })()"#,
+        r#"["bb",0]"#,
+    ),
+    (
+        r#"(() => { const re = /a/y; re.lastIndex = 1; const r = 'ba'.replace(re, 'X'); return [r, re.lastIndex]; })()"#,
+        r#"["bX",2]"#,
+    ),
+    (
+        r#"(() => { const re = /\d/g; const s = 'a1b2c3'; const out = []; let m; while ((m = re.exec(s))) out.push(m[0], m.index, re.lastIndex); return out; })()"#,
+        r#"["1",1,2,"2",3,4,"3",5,6]"#,
+    ),
+    (
+        r#"(() => { const re = /o/g; const a = 'foo', b = 'boo'; return [re.exec(a).index, re.lastIndex, re.exec(b).index, re.lastIndex, re.exec(a), re.lastIndex]; })()"#,
+        r#"[1,2,2,3,null,0]"#,
+    ),
+    (
+        r#"(() => { const re = /o/g; const a = 'fo' + 'o'; const b = 'fo' + 'o'; return [re.exec(a).index, re.exec(b).index, re.exec(a), re.lastIndex]; })()"#,
+        r#"[1,2,null,0]"#,
+    ),
+    (
+        r#"(() => { const re = /x/g; re.lastIndex = 2; const m = re.exec('xx'); return [m, re.lastIndex]; })()"#,
+        r#"[null,0]"#,
+    ),
+    (
+        r#"(() => { const re = /,/g; re.lastIndex = 1; const r = 'a,b'.split(re); return [r, re.lastIndex]; })()"#,
+        r#"[["a","b"],1]"#,
+    ),
+    (
+        r#"(() => { class R extends RegExp {} return 'a1b2c'.split(new R('\\d')); })()"#,
+        r#"["a","b","c"]"#,
+    ),
+    (
+        r#"(() => { const orig = RegExp.prototype.exec; let calls = 0; RegExp.prototype.exec = function (s) { calls++; return orig.call(this, s); }; try { return ['a,b'.split(/,/), calls]; } finally { RegExp.prototype.exec = orig; } })()"#,
+        r#"[["a","b"],3]"#,
+    ),
+    (
+        r#"(() => { const re = /(\d)/; re[Symbol.split] = (s, l) => 'own split ' + s + l; return 'a1b'.split(re, 5); })()"#,
+        r#""own split a1b5""#,
+    ),
+    (r#"'a\u{1F600}b'.split(/(?:)/v)"#, r#"["a","😀","b"]"#),
+    (
+        r#"'x\u{1F600}y\u{1F600}z'.split(/\u{1F600}/u)"#,
+        r#"["x","y","z"]"#,
+    ),
+    (
+        r#"JSON.parse(' {"b": 1, "2": [true, false, null], "1": {"x": -0}, "a": "s"} ')"#,
+        r#"{"1":{"x":"-0"},"2":[true,false,null],"b":1,"a":"s"}"#,
+    ),
+    (
+        r#"Object.keys(JSON.parse('{"b":1,"2":2,"a":3,"1":4}'))"#,
+        r#"["1","2","b","a"]"#,
+    ),
+    (r#"JSON.parse('{"a":1,"b":2,"a":3}')"#, r#"{"a":3,"b":2}"#),
+    (
+        r#"Object.keys(JSON.parse('{"a":1,"b":2,"a":3}'))"#,
+        r#"["a","b"]"#,
+    ),
+    (
+        r#"(() => { const o = JSON.parse('{"__proto__": {"x": 1}}'); return [Object.getPrototypeOf(o) === Object.prototype, Object.keys(o), o.__proto__.x]; })()"#,
+        r#"[true,["__proto__"],1]"#,
+    ),
+    (r#"Object.is(JSON.parse('-0'), -0)"#, r#"true"#),
+    (
+        r#"JSON.parse('[1e400, -1e400, 1.7976931348623157e308, 5e-324, 0.1, 123456789012345678901234567890, -2147483648, 2147483648, 1E2, 1e+2, 1.5e-2]')"#,
+        r#"["Infinity","-Infinity",1.7976931348623157e+308,5e-324,0.1,1.2345678901234568e+29,-2147483648,2147483648,100,100,0.015]"#,
+    ),
+    (
+        r#"JSON.parse('"\\ud800\\u00e9\\n\\t\\"\\\\\\/\\b\\f\\r"').split('').map(c => c.charCodeAt(0))"#,
+        r#"[55296,233,10,9,34,92,47,8,12,13]"#,
+    ),
+    (r#"JSON.parse('"\u20ac\u00e9x"')"#, r#""€éx""#),
+    (
+        r#"JSON.parse('[[[[[]]]], {}, [{}], ""]')"#,
+        r#"[[[[[]]]],{},[{}],""]"#,
+    ),
+    (r#"JSON.parse('\t\n\r 7 \t\n\r')"#, r#"7"#),
+    (
+        r#"(() => { try { return JSON.parse('[1,]'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('01'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse("{'a': 1}"); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('"a\u0001"'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('"abc'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse(''); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('1 2'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('-'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('1.'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('"\\x41"'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('"\\u12"'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('nul'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('{"a" 1}'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"(() => { try { return JSON.parse('+1'); } catch (e) { return e.name; } })()"#,
+        r#""SyntaxError""#,
+    ),
+    (
+        r#"JSON.parse('[' .repeat(10000) + ']'.repeat(10000)).length"#,
+        r#"1"#,
+    ),
+    (
+        r#"JSON.parse('{"a":[1,{"b":"\u20ac"}]}', (k, v) => typeof v === 'number' ? v * 2 : v)"#,
+        r#"{"a":[2,{"b":"€"}]}"#,
+    ),
+    (r#"JSON.parse(12)"#, r#"12"#),
+    (r#"JSON.parse(null)"#, r#"null"#),
+];
+
+/// One script evaluating every case, each in its own try/catch, returning the list of results.
+fn all_cases_script() -> String {
+    let cases: Vec<String> = CASES
+        .iter()
+        .map(|(js, _)| {
+            format!("(() => {{ try {{ return show({js}); }} catch (e) {{ return 'throws ' + e.name; }} }})()")
+        })
+        .collect();
+    format!("{SHOW}\nreturn [\n{}\n];", cases.join(",\n"))
+}
+
+fn mismatches(actual: &[Value]) -> Vec<String> {
+    assert_eq!(actual.len(), CASES.len(), "one result per case");
+    CASES
+        .iter()
+        .zip(actual)
+        .filter(|((_, expected), actual)| actual.as_str() != Some(expected))
+        .map(|((js, expected), actual)| {
+            format!("{js}\n    expected {expected}\n    got      {actual}")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn builtin_edge_cases_match_node() {
+    let server = Server::start().await;
+    let result = server.execute(&all_cases_script()).await;
+    assert!(!result.is_error(), "{}", result.text());
+    let actual = result.value().as_array().expect("an array of results");
+    let wrong = mismatches(actual);
+    assert!(
+        wrong.is_empty(),
+        "{} cases differ from Node:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// The expected column is Node's answer: run the same script under `node` (required).
+#[test]
+fn the_table_is_what_node_says() {
+    let script = format!(
+        "const r = (() => {{ {} }})(); console.log(JSON.stringify(r));",
+        all_cases_script()
+    );
+    let output = std::process::Command::new(mcpk_tests::upstream::node())
+        .args(["-e", &script])
+        .output()
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "node: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let actual: Vec<Value> = serde_json::from_slice(&output.stdout).expect("node's JSON");
+    let wrong = mismatches(&actual);
+    assert!(
+        wrong.is_empty(),
+        "the table disagrees with Node:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// Runs `code` (which catches and returns the error's name) on a session's worker, and checks
+/// that it returned `RangeError`, that the next call works, and that the same worker process
+/// served all three calls (it did not die and get replaced).
+async fn range_error_on_the_same_worker(code: &str) {
+    let server = Server::start_with(&["--warm-workers", "0"]).await;
+    assert_eq!(
+        server.execute("mcp.state.n = 1; 'set'").await.value(),
+        &json!("set")
+    );
+    let workers = server.workers();
+    assert_eq!(workers.len(), 1, "one session, no warm pool: {workers:?}");
+    let result = server.execute(code).await;
+    assert!(!result.is_error(), "{}", result.text());
+    assert_eq!(result.value(), &json!("RangeError"));
+    assert_eq!(server.execute("mcp.state.n + 1").await.value(), &json!(2));
+    assert_eq!(server.workers(), workers, "the same worker lives on");
+}
+
+#[tokio::test]
+async fn json_stringify_of_200k_nested_objects_throws_range_error() {
+    range_error_on_the_same_worker(
+        "const deep = {}; let o = deep; for (let i = 0; i < 200000; i++) { o.a = {}; o = o.a; } \
+         try { JSON.stringify(deep); return 'no error'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn json_stringify_of_200k_nested_arrays_throws_range_error() {
+    range_error_on_the_same_worker(
+        "let deep = []; for (let i = 0; i < 200000; i++) deep = [deep]; \
+         try { JSON.stringify(deep); return 'no error'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn string_of_a_deeply_nested_array_throws_range_error() {
+    range_error_on_the_same_worker(
+        "let deep = [1]; for (let i = 0; i < 200000; i++) deep = [deep, 2]; \
+         try { String(deep); return 'no error'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn join_and_flat_of_deeply_nested_arrays_throw_range_error() {
+    range_error_on_the_same_worker(
+        "let deep = [1]; for (let i = 0; i < 200000; i++) deep = [deep]; \
+         const names = []; \
+         try { deep.join('-'); } catch (e) { names.push(e.name); } \
+         try { deep.flat(Infinity); } catch (e) { names.push(e.name); } \
+         return names.length === 2 && names[0] === names[1] ? names[0] : names.join();",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn eval_of_100k_nested_parentheses_throws_range_error() {
+    range_error_on_the_same_worker(
+        "const src = '('.repeat(100000) + '1' + ')'.repeat(100000); \
+         try { eval(src); return 'no error'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn new_function_of_deeply_nested_source_throws_range_error() {
+    range_error_on_the_same_worker(
+        "const src = 'return ' + '['.repeat(100000) + ']'.repeat(100000); \
+         try { new Function(src); return 'no error'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn moderately_nested_data_still_works() {
+    // Real data and code nest a few levels; these depths stay well inside the stack bound.
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "let deep = []; for (let i = 0; i < 1000; i++) deep = [deep]; \
+             let shallow = []; for (let i = 0; i < 300; i++) shallow = [shallow]; \
+             const o = {}; let p = o; for (let i = 0; i < 1000; i++) { p.a = {}; p = p.a; } \
+             const src = '('.repeat(60) + '1' + ')'.repeat(60); \
+             return [JSON.stringify(deep).length, JSON.stringify(o).length, String(shallow), \
+               eval(src), ((((((((((((((((((((((((((((((1))))))))))))))))))))))))))))))];",
+        )
+        .await;
+    assert!(!result.is_error(), "{}", result.text());
+    assert_eq!(result.value(), &json!([2002, 6002, "", 1, 1]));
+}
+
+#[tokio::test]
+async fn user_code_nested_too_deep_fails_as_an_error_and_the_worker_lives() {
+    let server = Server::start_with(&["--warm-workers", "0"]).await;
+    assert_eq!(
+        server.execute("mcp.state.n = 1; 'set'").await.value(),
+        &json!("set")
+    );
+    let workers = server.workers();
+    let code = format!("return {}1{};", "(".repeat(100_000), ")".repeat(100_000));
+    let result = server.execute(&code).await;
+    assert!(result.is_error(), "{}", result.text());
+    assert_eq!(result.error_name(), "RangeError");
+    result.assert_message_contains(&["Maximum call stack size exceeded"]);
+    assert_eq!(server.execute("mcp.state.n + 1").await.value(), &json!(2));
+    assert_eq!(server.workers(), workers, "the same worker lives on");
+}
+
+#[tokio::test]
+async fn repeat_of_50_mib_fits_under_the_default_memory_limit() {
+    // 256 MiB address space by default; the result is 50 MiB of Latin1.
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "const s = 'x'.repeat(50 * 2 ** 20); \
+             const p = 'ab'.padEnd(50 * 2 ** 20, 'cd'); \
+             return [s.length, s[s.length - 1], p.length, p.slice(-3)];",
+        )
+        .await;
+    assert!(!result.is_error(), "{}", result.text());
+    assert_eq!(result.value(), &json!([52_428_800, "x", 52_428_800, "dcd"]));
+}
