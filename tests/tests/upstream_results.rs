@@ -261,7 +261,7 @@ async fn unknown_servers_and_tools_are_tool_errors_listing_what_exists() {
 }
 
 #[tokio::test]
-async fn bad_search_arguments_are_json_rpc_invalid_params_naming_the_field() {
+async fn bad_search_arguments_are_tool_errors_naming_the_field() {
     let dir = TempDir::new("bad-search");
     let server = fixture_server(&dir).await;
     for (arguments, field) in [
