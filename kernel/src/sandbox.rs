@@ -149,6 +149,10 @@ const FCNTL_COMMANDS: &[u64] = &[
 
 /// `ioctl` requests: non-blocking mode and close-on-exec, nothing else (no terminal or device
 /// control).
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "libc::Ioctl is c_ulong on glibc but c_int on musl"
+)]
 const IOCTL_REQUESTS: &[u64] = &[libc::FIONBIO as u64, libc::FIOCLEX as u64];
 
 /// No executable mappings: the engine is an interpreter and never generates code.

@@ -154,6 +154,35 @@ fn a_worker_cannot_change_its_supervisors_limits() {
     assert_ne!(after, "17");
 }
 
+#[tokio::test]
+async fn builtins_that_would_read_files_answer_without_them() {
+    let server = Server::start_with(&["--warm-workers", "0"]).await;
+    // Local time is UTC (the tz database is a file), and `import()` is refused as a
+    // TypeError: neither kills the worker.
+    let result = server
+        .execute(
+            "let imported; try { await import('./x.js'); imported = 'yes' } catch (e) { imported = e.name } \
+             return [new Date(0).getTimezoneOffset(), new Date(2020, 1, 1).getTime(), \
+                     new Date(0).toString().slice(0, 33), imported]",
+        )
+        .await;
+    assert_eq!(
+        result.value(),
+        &json!([
+            0,
+            1_580_515_200_000_u64,
+            "Thu Jan 01 1970 00:00:00 GMT+0000",
+            "TypeError"
+        ]),
+        "{}",
+        result.text()
+    );
+    let workers = server.workers();
+    let again = server.execute("new Date(86400000).getHours()").await;
+    assert_eq!(again.value(), &json!(0));
+    assert_eq!(server.workers(), workers, "the worker was replaced");
+}
+
 /// The upstream's environment, as the fixture's `env` tool reports it.
 async fn upstream_env(server: &Server) -> serde_json::Map<String, Value> {
     let result = server.execute("await servers.fixture.env()").await;
@@ -251,6 +280,7 @@ async fn a_300_mb_stderr_line_does_not_grow_the_supervisor() {
     );
     let after_kib = status_kb(server.pid(), "VmHWM:");
     let growth_mib = after_kib.saturating_sub(before_kib) / 1024;
+    eprintln!("supervisor peak RSS (VmHWM) {before_kib} kB before, {after_kib} kB after the flood");
     assert!(
         growth_mib < STDERR_FLOOD_RSS_GROWTH_BOUND_MIB,
         "the supervisor's peak RSS grew by {growth_mib} MiB ({before_kib} kB -> {after_kib} kB) \

@@ -110,11 +110,26 @@ fn js_string_array(items: &[&str], context: &mut Context) -> JsArray {
     )
 }
 
+/// Host hooks for a worker under seccomp, which may open no file: local time is UTC (Boa's
+/// default reads `/etc/localtime` on every local-time conversion). Dynamic `import()` is refused
+/// by `IdleModuleLoader` for the same reason (the default loader opens files under the cwd).
+struct SealedHooks;
+
+impl boa_engine::context::HostHooks for SealedHooks {
+    fn local_timezone_offset_seconds(&self, _unix_time_seconds: i64) -> i32 {
+        0
+    }
+}
+
 impl Engine {
     /// Builds the Context and the globals agent code sees.
     pub(crate) fn new(limits: WorkerLimits) -> JsResult<Self> {
         let executor = Rc::new(Executor::default());
-        let mut context = Context::builder().job_executor(executor.clone()).build()?;
+        let mut context = Context::builder()
+            .job_executor(executor.clone())
+            .host_hooks(Rc::new(SealedHooks))
+            .module_loader(Rc::new(boa_engine::module::IdleModuleLoader))
+            .build()?;
         let emit = NativeFunction::from_fn_ptr(emit).to_js_function(context.realm());
         let host_call = NativeFunction::from_async_fn(host_call).to_js_function(context.realm());
         let sleep = NativeFunction::from_async_fn(sleep).to_js_function(context.realm());
