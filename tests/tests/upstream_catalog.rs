@@ -96,7 +96,7 @@ async fn code_lists_upstream_tools_at_three_detail_levels_and_calls_server_files
         &json!({
             "server": "fixture",
             "name": "structured",
-            "signature": "servers.fixture.structured(args: {n: number}): Promise<{doubled: number; n: number}>",
+            "signature": "servers.fixture.structured(args: {n: number}): Promise<{n: number; doubled: number}>",
             "description": "Returns structuredContent {n, doubled: 2n} and the same as JSON text."
         })
     );
@@ -209,7 +209,7 @@ async fn search_tools_and_mcp_tools_search_rank_the_same_tools_at_each_detail() 
     assert_eq!(
         result.text(),
         "// Returns structuredContent {n, doubled: 2n} and the same as JSON text.\n\
-         servers.fixture.structured(args: {n: number}): Promise<{doubled: number; n: number}>\n"
+         servers.fixture.structured(args: {n: number}): Promise<{n: number; doubled: number}>\n"
     );
     let in_code = server
         .execute(
@@ -234,7 +234,7 @@ async fn search_tools_and_mcp_tools_search_rank_the_same_tools_at_each_detail() 
          * @readOnly\n */\n\
          declare function servers.fixture.structured(args: StructuredArgs): Promise<StructuredOutput>;\n\n\
          interface StructuredArgs {\n  n: number;\n}\n\n\
-         interface StructuredOutput {\n  doubled: number;\n  n: number;\n}\n\n"
+         interface StructuredOutput {\n  n: number;\n  doubled: number;\n}\n\n"
     );
     let entry = &result.structured_content.as_ref().unwrap()["tools"][0];
     assert_eq!(entry["inputSchema"]["required"], json!(["n"]));

@@ -705,7 +705,7 @@ mod tests {
             ),
             (
                 json!({"type": "object", "properties": {"content-type": {"type": "string"}, "2fa": {"type": "boolean"}, "$ok": {}}}),
-                r#"{$ok?: unknown; "2fa"?: boolean; "content-type"?: string}"#,
+                r#"{"content-type"?: string; "2fa"?: boolean; $ok?: unknown}"#,
             ),
             (json!({"type": "object"}), "object"),
             (
@@ -1024,11 +1024,11 @@ mod tests {
             .map(|t| signature("filesystem", t))
             .collect();
         let expected = [
-            "servers.filesystem.read_file(args: {path: string; head?: number; tail?: number}): Promise<{content: string}>",
-            "servers.filesystem.write_file(args: {content: string; path: string}): Promise<unknown>",
+            "servers.filesystem.read_file(args: {path: string; tail?: number; head?: number}): Promise<{content: string}>",
+            "servers.filesystem.write_file(args: {path: string; content: string}): Promise<unknown>",
             r#"servers.filesystem.list_directory(args: {path: string}): Promise<{entries: {name: string; type: "file" | "directory"}[]}>"#,
             "servers.filesystem.search_files(args: {path: string; pattern: string; excludePatterns?: string[]}): Promise<unknown>",
-            "servers.filesystem.get_file_info(args: {path: string}): Promise<{accessed: string; created: string; isDirectory: boolean; isFile: boolean; modified: string; permissions: string; size: number}>",
+            "servers.filesystem.get_file_info(args: {path: string}): Promise<{size: number; created: string; modified: string; accessed: string; isDirectory: boolean; isFile: boolean; permissions: string}>",
         ];
         assert_eq!(signatures, expected);
         let total: usize = signatures.iter().map(String::len).sum();
@@ -1080,8 +1080,6 @@ interface ReadFileArgs {
    * @minLength 1
    */
   path: string;
-  /** @default "utf-8" */
-  encoding?: "utf-8" | "base64";
   /**
    * Return only the first N lines
    * @default 10
@@ -1089,6 +1087,8 @@ interface ReadFileArgs {
    * @maximum 10000
    */
   head?: number;
+  /** @default "utf-8" */
+  encoding?: "utf-8" | "base64";
   /**
    * Skip *\/ if older
    * @format date-time

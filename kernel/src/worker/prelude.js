@@ -296,8 +296,9 @@
     __proto__: null,
     get(t, k, receiver) {
       stateRead = true;
-      if (typeof k === 'string' && hasOwn(t, k) && t[k] === UNLOADED) return loaded(t, k);
-      return rGet(t, k, receiver);
+      // Only own string keys ever hold UNLOADED. This trap runs on every access: keep it short.
+      const v = rGet(t, k, receiver);
+      return v === UNLOADED ? loaded(t, k) : v;
     },
     set(t, k, v) {
       stateWritten = true;
