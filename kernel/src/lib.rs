@@ -20,12 +20,14 @@ pub use outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLev
 pub use pool::{KernelConfig, WorkerPool};
 pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
 pub use protocol::{Detail, HostOp};
+pub use worker::WorkerFault;
 
 /// Worker process entry point (`mcp-kernel worker`): reads its limits from the supervisor's
 /// `Init` frame on stdin, confines itself, and serves frames until stdin closes.
 ///
 /// Exit codes: 0 after `Shutdown` or end of input; 2 when start-up or confinement failed (the
-/// reason is on stderr); 3 when the supervisor stopped reading stdout.
-pub fn run_worker() -> std::process::ExitCode {
-    worker::run()
+/// reason is on stderr); 3 when the supervisor stopped reading stdout. `fault` is a test-only
+/// fault to inject ([`WorkerFault`]); `None` in production.
+pub fn run_worker(fault: Option<WorkerFault>) -> std::process::ExitCode {
+    worker::run(fault)
 }

@@ -5,6 +5,7 @@
 
 mod args;
 mod concurrency;
+mod deadlines;
 mod execute;
 mod host;
 mod json;

@@ -4,16 +4,18 @@
 //! changes, and a server that exits on its own.
 //!
 //! ```text
-//! mcpk-fixture [--name NAME] [--exit-after-ms N] [--tools-changed-after-ms N]
+//! mcpk-fixture [--name NAME] [--exit-after-ms N] [--tools-changed-after-ms N] [--tool-pages N]
 //! ```
 //!
 //! - `--name NAME`: the server name sent in `initialize` (default `fixture`).
 //! - `--exit-after-ms N`: exit with status 0 N ms after start, whatever is in flight.
 //! - `--tools-changed-after-ms N`: N ms after the client's `initialized` notification, add
 //!   the tool `late` and send `notifications/tools/list_changed`.
+//! - `--tool-pages N`: serve `tools/list` in N pages (the tools on the first, then empty pages
+//!   linked by cursors), for the client's paging cap.
 //!
 //! Tools: `echo`, `crash`, `hang`, `cancellations`, `fail`, `image`, `audio`, `structured`,
-//! `slow` (and `late`). Resource: `fixture://readme`.
+//! `slow`, `pid`, `big`, `hang_tools_list` (and `late`). Resource: `fixture://readme`.
 //!
 //! Stdout carries only the MCP stream; diagnostics go to stderr.
 
@@ -55,6 +57,7 @@ struct Options {
     name: String,
     exit_after: Option<Duration>,
     tools_changed_after: Option<Duration>,
+    tool_pages: Option<u64>,
 }
 
 impl Options {
@@ -63,6 +66,7 @@ impl Options {
             name: "fixture".to_owned(),
             exit_after: None,
             tools_changed_after: None,
+            tool_pages: None,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -71,6 +75,12 @@ impl Options {
                 "--exit-after-ms" => options.exit_after = Some(parse_ms(&flag, &value()?)?),
                 "--tools-changed-after-ms" => {
                     options.tools_changed_after = Some(parse_ms(&flag, &value()?)?);
+                }
+                "--tool-pages" => {
+                    let pages = value()?;
+                    options.tool_pages = Some(pages.parse().map_err(|_| {
+                        format!("--tool-pages takes a whole number, not {pages:?}")
+                    })?);
                 }
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
@@ -100,6 +110,10 @@ struct Inner {
     hanging: AtomicU64,
     /// Whether `late` has been added.
     late: AtomicBool,
+    /// Set by `hang_tools_list`: every later `tools/list` never answers.
+    hang_tools_list: AtomicBool,
+    /// `--tool-pages`.
+    tool_pages: Option<u64>,
     /// Becomes true when stdin reaches end of file.
     stdin_closed: watch::Receiver<bool>,
 }
@@ -244,6 +258,27 @@ fn base_tools() -> Vec<Tool> {
             ),
         )
         .with_annotations(read_only()),
+        Tool::new(
+            "pid",
+            "Returns {\"pid\": the server's process id} as JSON text.",
+            closed_schema(json!({}), &[]),
+        )
+        .with_annotations(read_only()),
+        Tool::new(
+            "big",
+            "Returns one text block of `bytes` letters x.",
+            closed_schema(
+                json!({"bytes": {"type": "integer", "minimum": 0}}),
+                &["bytes"],
+            ),
+        )
+        .with_annotations(read_only()),
+        Tool::new(
+            "hang_tools_list",
+            "Makes every later tools/list hang, then sends notifications/tools/list_changed.",
+            closed_schema(json!({}), &[]),
+        )
+        .with_annotations(not_destructive()),
     ]
 }
 
@@ -271,10 +306,12 @@ fn u64_arg(args: &JsonObject, key: &str) -> Result<Option<u64>, ErrorData> {
 }
 
 impl Fixture {
-    fn new(name: String, stdin_closed: watch::Receiver<bool>) -> Self {
+    fn new(name: String, stdin_closed: watch::Receiver<bool>, tool_pages: Option<u64>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 name,
+                hang_tools_list: AtomicBool::new(false),
+                tool_pages,
                 cancellations: AtomicU64::new(0),
                 hanging: AtomicU64::new(0),
                 late: AtomicBool::new(false),
@@ -380,6 +417,23 @@ impl Fixture {
                     }
                 }
             }
+            "pid" => Ok(json_text(&json!({"pid": std::process::id()}))),
+            "big" => {
+                let bytes = u64_arg(args, "bytes")?.unwrap_or_default();
+                let bytes = usize::try_from(bytes)
+                    .map_err(|_| ErrorData::invalid_params("`bytes` is too large", None))?;
+                Ok(CallToolResult::success(vec![ContentBlock::text(
+                    "x".repeat(bytes),
+                )]))
+            }
+            "hang_tools_list" => {
+                self.inner.hang_tools_list.store(true, Ordering::SeqCst);
+                eprintln!("mcpk-fixture: tools/list now hangs; sending tools/list_changed");
+                if let Err(error) = context.peer.notify_tool_list_changed().await {
+                    eprintln!("mcpk-fixture: cannot send tools/list_changed: {error}");
+                }
+                Ok(json_text(&json!({"hanging": true})))
+            }
             "late" if self.inner.late.load(Ordering::SeqCst) => {
                 Ok(CallToolResult::success(vec![ContentBlock::text("late")]))
             }
@@ -408,10 +462,30 @@ impl ServerHandler for Fixture {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.tools()))
+        if self.inner.hang_tools_list.load(Ordering::SeqCst) {
+            eprintln!("mcpk-fixture: tools/list hanging");
+            self.stdin_closed().await;
+            return Err(ErrorData::internal_error(
+                "stdin closed while hanging",
+                None,
+            ));
+        }
+        let Some(pages) = self.inner.tool_pages else {
+            return Ok(ListToolsResult::with_all_items(self.tools()));
+        };
+        let page: u64 = request
+            .and_then(|r| r.cursor)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut result =
+            ListToolsResult::with_all_items(if page == 0 { self.tools() } else { Vec::new() });
+        if page + 1 < pages {
+            result.next_cursor = Some((page + 1).to_string());
+        }
+        Ok(result)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -463,7 +537,7 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!(
                 "mcpk-fixture: {error}\nusage: mcpk-fixture [--name NAME] [--exit-after-ms N] \
-                 [--tools-changed-after-ms N]"
+                 [--tools-changed-after-ms N] [--tool-pages N]"
             );
             return std::process::ExitCode::from(2);
         }
@@ -480,7 +554,7 @@ async fn main() -> std::process::ExitCode {
         inner: tokio::io::stdin(),
         closed,
     };
-    let fixture = Fixture::new(options.name, stdin_closed);
+    let fixture = Fixture::new(options.name, stdin_closed, options.tool_pages);
     // Returns once the client has sent `initialize` and `notifications/initialized`.
     let service = match fixture.clone().serve((stdin, tokio::io::stdout())).await {
         Ok(service) => service,
