@@ -10,7 +10,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcpk_kernel::KernelConfig;
+use mcpk_kernel::{KernelConfig, WorkerFault};
+
+/// The largest accepted `max_host_calls_in_flight`.
+pub(crate) const MAX_HOST_CALLS_IN_FLIGHT_CEILING: usize = 65_536;
 
 /// Everything `mcp-kernel serve` needs. Every limit carries its unit in its name or type.
 ///
@@ -48,6 +51,13 @@ pub struct ServeConfig {
     pub upstream_config: Option<PathBuf>,
     /// Connect and call timeouts of the upstream servers.
     pub upstream_limits: crate::upstream::UpstreamLimits,
+    /// Host calls of one `execute` call that may wait for their answers at once (default
+    /// 256, at most 65,536). Later calls wait in the worker, in call order, and do not fail;
+    /// a worker that sends more is stopped with an error naming the limit.
+    pub max_host_calls_in_flight: usize,
+    /// Test-only fault injected into the workers (hidden `--worker-fault`); `None` in
+    /// production.
+    pub worker_fault: Option<WorkerFault>,
 }
 
 impl Default for ServeConfig {
@@ -64,6 +74,8 @@ impl Default for ServeConfig {
             max_sessions: mcpk_session::SessionConfig::default().max_sessions,
             upstream_config: None,
             upstream_limits: crate::upstream::UpstreamLimits::default(),
+            max_host_calls_in_flight: kernel.max_host_calls_in_flight,
+            worker_fault: kernel.worker_fault,
             worker_exe: kernel.worker_exe,
         }
     }
@@ -78,6 +90,16 @@ pub enum ConfigError {
     Zero {
         /// The setting's name, as on the command line.
         name: &'static str,
+    },
+    /// A limit is above the largest value it accepts.
+    #[error("{name}={value} is above its ceiling of {max}")]
+    TooLarge {
+        /// The setting's name, as on the command line.
+        name: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest accepted value.
+        max: usize,
     },
     /// The default timeout is above the maximum timeout.
     #[error("the default timeout ({default:?}) is longer than the maximum timeout ({max:?})")]
@@ -130,9 +152,20 @@ impl ServeConfig {
                 "upstream-call-timeout-ms",
                 self.upstream_limits.call_timeout.is_zero(),
             ),
+            (
+                "max-host-calls-in-flight",
+                self.max_host_calls_in_flight == 0,
+            ),
         ];
         if let Some((name, _)) = positive.into_iter().find(|(_, zero)| *zero) {
             return Err(ConfigError::Zero { name });
+        }
+        if self.max_host_calls_in_flight > MAX_HOST_CALLS_IN_FLIGHT_CEILING {
+            return Err(ConfigError::TooLarge {
+                name: "max-host-calls-in-flight",
+                value: self.max_host_calls_in_flight,
+                max: MAX_HOST_CALLS_IN_FLIGHT_CEILING,
+            });
         }
         if self.default_timeout > self.max_timeout {
             return Err(ConfigError::DefaultAboveMax {
@@ -180,6 +213,8 @@ impl ServeConfig {
             max_log_bytes: self.max_log_bytes,
             max_state_bytes: self.max_state_bytes,
             max_result_bytes: self.max_result_bytes,
+            max_host_calls_in_flight: self.max_host_calls_in_flight,
+            worker_fault: self.worker_fault,
             ..KernelConfig::new(self.worker_exe.clone())
         }
     }
@@ -198,6 +233,30 @@ mod tests {
         assert_eq!(config.max_result_bytes, 32_768);
         assert_eq!(config.max_log_bytes, 16_384);
         assert_eq!(config.max_state_bytes, 8_388_608);
+        assert_eq!(config.max_host_calls_in_flight, 256);
+    }
+
+    #[test]
+    fn max_host_calls_in_flight_is_checked_at_both_ends() {
+        let at = |max_host_calls_in_flight| ServeConfig {
+            max_host_calls_in_flight,
+            ..ServeConfig::default()
+        };
+        assert_eq!(
+            at(0).validate(),
+            Err(ConfigError::Zero {
+                name: "max-host-calls-in-flight"
+            })
+        );
+        assert_eq!(at(1).validate(), Ok(()));
+        assert_eq!(at(MAX_HOST_CALLS_IN_FLIGHT_CEILING).validate(), Ok(()));
+        let error = at(MAX_HOST_CALLS_IN_FLIGHT_CEILING + 1)
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "max-host-calls-in-flight=65537 is above its ceiling of 65536"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ enum Command {
     Run(RunArgs),
     /// Run one kernel worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
-    Worker,
+    Worker(WorkerArgs),
     /// Start a stdio upstream server that dies with the supervisor (started by `serve`; not
     /// for direct use).
     #[command(hide = true)]
@@ -45,6 +45,13 @@ enum Command {
         /// The file `open` tries.
         path: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Test-only: a fault to inject (see `--worker-fault`).
+    #[arg(long, hide = true)]
+    fault: Option<mcpk_kernel::WorkerFault>,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +120,18 @@ struct ServeArgs {
     /// Sessions open at once; each holds one worker process.
     #[arg(long, env = "MCP_KERNEL_MAX_SESSIONS", default_value_t = defaults().max_sessions)]
     max_sessions: usize,
+    /// Host calls of one `execute` call that may wait for answers at once; later ones wait
+    /// their turn in the worker.
+    #[arg(
+        long,
+        env = "MCP_KERNEL_MAX_HOST_CALLS_IN_FLIGHT",
+        default_value_t = defaults().max_host_calls_in_flight
+    )]
+    max_host_calls_in_flight: usize,
+    /// TEST ONLY: inject a fault into the kernel workers (`stop-reading-stdin`: workers
+    /// never read stdin while a call runs; `hang-on-first-restore`: the first restore hangs).
+    #[arg(long, hide = true)]
+    worker_fault: Option<mcpk_kernel::WorkerFault>,
 }
 
 fn main() -> ExitCode {
@@ -126,9 +145,9 @@ fn main() -> ExitCode {
             init_tracing("warn");
             run(args)
         }
-        Command::Worker => {
+        Command::Worker(args) => {
             init_tracing("warn");
-            mcpk_kernel::run_worker()
+            mcpk_kernel::run_worker(args.fault)
         }
         Command::ExecChild {
             parent_pid,
@@ -153,6 +172,8 @@ fn serve_config(args: ServeArgs) -> Result<ServeConfig, String> {
     config.max_log_bytes = args.max_log_bytes;
     config.max_state_bytes = args.max_state_bytes;
     config.max_sessions = args.max_sessions;
+    config.max_host_calls_in_flight = args.max_host_calls_in_flight;
+    config.worker_fault = args.worker_fault;
     config.upstream_config = args.config;
     config.upstream_limits = mcpk_api::UpstreamLimits {
         connect_timeout: Duration::from_millis(args.upstream_connect_timeout_ms),

@@ -30,14 +30,16 @@ pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
 pub use protocol::{Detail, HostOp, MAX_FRAME_BYTES};
 pub use state::{CommittedState, StateAccess, StateDelta};
 pub use stderr::{MAX_STDERR_LINE_BYTES, stderr_lines};
+pub use worker::WorkerFault;
 
 /// Worker process entry point (`mcp-kernel worker`): reads its limits from the supervisor's
 /// `Init` frame on stdin, confines itself, and serves frames until stdin closes.
 ///
 /// Exit codes: 0 after `Shutdown` or end of input; 2 when start-up or confinement failed (the
-/// reason is on stderr); 3 when the supervisor stopped reading stdout.
-pub fn run_worker() -> std::process::ExitCode {
-    worker::run()
+/// reason is on stderr); 3 when the supervisor stopped reading stdout. `fault` is a test-only
+/// fault to inject ([`WorkerFault`]); `None` in production.
+pub fn run_worker(fault: Option<WorkerFault>) -> std::process::ExitCode {
+    worker::run(fault)
 }
 
 /// Names of the syscalls a worker may make once confined (the seccomp allowlist for the

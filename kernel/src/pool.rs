@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::children::ChildSet;
-use crate::process::{KernelError, Worker};
+use crate::process::{Faults, KernelError, Worker};
 use crate::protocol::WorkerLimits;
+use crate::worker::WorkerFault;
 
 /// Configuration of the kernel workers. Units are in the field names; the defaults are the
 /// limits table of DESIGN.md.
@@ -33,6 +34,13 @@ pub struct KernelConfig {
     /// A result goes back inside a JSON-RPC response (3 more levels), and serde_json, which
     /// rmcp uses on both ends, refuses input nested deeper than 128 levels by default.
     pub max_json_depth: u32,
+    /// Host calls (`mcp.tools.*`, `servers.*`, `mcp.resources.*`) of one call that may wait
+    /// for their answers at once (default 256). Later calls wait in the worker, in call
+    /// order, for a free slot; they do not fail. A worker that sends more is stopped with an
+    /// error naming the limit. Does not bound how long a call may take (`timeout_ms` does).
+    pub max_host_calls_in_flight: usize,
+    /// Test-only fault injection (the hidden `--worker-fault` flag); `None` in production.
+    pub worker_fault: Option<WorkerFault>,
 }
 
 impl KernelConfig {
@@ -47,6 +55,8 @@ impl KernelConfig {
             max_state_bytes: 8 << 20,
             max_result_bytes: 32 << 10,
             max_json_depth: 100,
+            max_host_calls_in_flight: 256,
+            worker_fault: None,
         }
     }
 
@@ -71,6 +81,7 @@ impl KernelConfig {
             max_state_bytes: self.max_state_bytes,
             max_result_bytes: self.max_result_bytes,
             max_json_depth: self.max_json_depth,
+            max_host_calls_in_flight: self.max_host_calls_in_flight,
         }
     }
 }
@@ -88,6 +99,7 @@ pub struct WorkerPool {
     children: ChildSet,
     /// Set by [`WorkerPool::shutdown`]: no more workers are started.
     closed: AtomicBool,
+    faults: Arc<Faults>,
 }
 
 impl WorkerPool {
@@ -98,8 +110,10 @@ impl WorkerPool {
     /// ends when the last `Arc` is dropped.
     #[must_use]
     pub fn start(config: KernelConfig) -> Arc<Self> {
+        let faults = Arc::new(Faults::new(config.worker_fault));
         let pool = Arc::new(Self {
             config,
+            faults,
             idle: Mutex::new(VecDeque::new()),
             refill: Arc::new(Notify::new()),
             children: ChildSet::new(),
@@ -126,7 +140,12 @@ impl WorkerPool {
                 reason: "the kernel is shutting down".to_owned(),
             });
         }
-        let worker = Worker::spawn(&self.config.worker_exe, self.config.limits()).await?;
+        let worker = Worker::spawn(
+            &self.config.worker_exe,
+            self.config.limits(),
+            self.faults.clone(),
+        )
+        .await?;
         if let Err(error) = self.children.register(worker.pid()) {
             tracing::warn!(pid = worker.pid(), %error, "cannot track a worker process");
         }

@@ -7,19 +7,22 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
 use crate::protocol::{
-    FromWorker, HostOp, MAX_FRAME_BYTES, MAX_HOST_MESSAGE_BYTES, PROTOCOL_VERSION, ToWorker,
-    WorkerLimits,
+    FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, PROTOCOL_VERSION, ToWorker, WorkerLimits, codec,
 };
 use crate::state::{CommittedState, StateDelta};
+use crate::worker::WorkerFault;
 
 /// Infrastructure failures: a worker could not be started or stopped answering outside a call.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +42,31 @@ pub enum KernelError {
         /// What went wrong, with the worker's telling stderr line when there was one.
         reason: String,
     },
-    /// The worker broke the protocol or died while restoring a session.
+    /// The worker broke the protocol outside a call.
     #[error("kernel worker protocol error: {0}")]
     Protocol(String),
+    /// The worker refused the committed state, died, or broke the protocol while restoring
+    /// it; the worker was stopped.
+    #[error(
+        "restoring the session's committed mcp.state ({state_bytes} bytes) into a new worker failed: {reason}"
+    )]
+    Restore {
+        /// Size of the state, as JSON text.
+        state_bytes: usize,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The worker did not confirm the restore within its deadline
+    /// ([`Worker::restore_timeout`]); the worker was stopped.
+    #[error(
+        "restoring the session's committed mcp.state ({state_bytes} bytes) into a new worker took longer than its {timeout:?} deadline, and the worker was stopped"
+    )]
+    RestoreTimeout {
+        /// Size of the state, as JSON text.
+        state_bytes: usize,
+        /// The deadline that passed.
+        timeout: Duration,
+    },
 }
 
 /// The future a [`HostHandler`] returns: the JSON answer, or an error message that sandboxed
@@ -74,6 +99,33 @@ type StderrTail = Arc<Mutex<VecDeque<String>>>;
 const STDERR_TAIL_LINES: usize = 16;
 /// How long the supervisor waits for a new worker's `Ready` frame.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Restore deadline for any state, however small (see [`Worker::restore_timeout`]).
+const RESTORE_TIMEOUT_FLOOR: Duration = Duration::from_secs(2);
+/// Restore deadline added per MiB of state JSON.
+const RESTORE_TIMEOUT_PER_MIB: Duration = Duration::from_secs(1);
+/// How long a killed worker's exit status, and then its stderr, may take before the call's
+/// answer goes out anyway: the grace after `timeout_ms` is at most twice this.
+const REAP_GRACE: Duration = Duration::from_millis(500);
+/// Frames queued for the writer task beyond the host replies a conforming worker can be owed.
+const WRITE_QUEUE_SLACK_FRAMES: usize = 4;
+
+/// Test-only fault injection shared by the workers of one pool.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// `stop-reading-stdin`: passed to every worker process.
+    pub(crate) stop_reading_stdin: bool,
+    /// `hang-on-first-restore`: cleared by the first restore, which then hangs.
+    pub(crate) hang_next_restore: AtomicBool,
+}
+
+impl Faults {
+    pub(crate) fn new(fault: Option<WorkerFault>) -> Self {
+        Self {
+            stop_reading_stdin: fault == Some(WorkerFault::StopReadingStdin),
+            hang_next_restore: AtomicBool::new(fault == Some(WorkerFault::HangOnFirstRestore)),
+        }
+    }
+}
 
 /// One worker process, owned by the pool or leased to one session. Dropping it kills the
 /// process (`kill_on_drop`), which is how an abandoned execution is cancelled.
@@ -81,19 +133,53 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Worker {
     child: Child,
     pid: u32,
-    tx: FramedWrite<ChildStdin, LengthDelimitedCodec>,
+    /// Frames for the writer task, which alone owns the child's stdin: no write ever sits in
+    /// a `select!` branch, so a worker that stops reading cannot hold up a deadline.
+    tx: mpsc::Sender<Bytes>,
+    writer: JoinHandle<()>,
     rx: FramedRead<ChildStdout, LengthDelimitedCodec>,
     stderr: StderrTail,
     stderr_task: Option<JoinHandle<()>>,
     limits: WorkerLimits,
+    faults: Arc<Faults>,
     next_id: u64,
 }
 
-fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .max_frame_length(MAX_FRAME_BYTES)
-        .new_codec()
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // The process is killed by `kill_on_drop`; the writer would end on the broken pipe,
+        // but need not wait for it.
+        self.writer.abort();
+    }
+}
+
+/// Owns the child's stdin and writes the queued frames in order, until the queue closes or
+/// a write fails (the worker is gone).
+async fn write_frames(stdin: ChildStdin, mut frames: mpsc::Receiver<Bytes>) {
+    let mut out = FramedWrite::new(stdin, codec());
+    while let Some(frame) = frames.recv().await {
+        if out.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a frame could not be queued for the worker.
+enum QueueError {
+    /// More frames wait than a conforming worker can be owed: it stopped reading stdin.
+    Full,
+    /// The writer ended: the worker closed stdin or died.
+    Closed,
+}
+
+/// `Debug` of a frame, cut short: a frame can be 64 MiB.
+fn brief(frame: &FromWorker) -> String {
+    let mut text = format!("{frame:?}");
+    if text.len() > 200 {
+        text.truncate(text.floor_char_boundary(200));
+        text.push('…');
+    }
+    text
 }
 
 impl Worker {
@@ -101,9 +187,16 @@ impl Worker {
     pub(crate) async fn spawn(
         exe: &std::path::Path,
         limits: WorkerLimits,
+        faults: Arc<Faults>,
     ) -> Result<Self, KernelError> {
-        let mut child = Command::new(exe)
-            .arg("worker")
+        let mut command = Command::new(exe);
+        command.arg("worker");
+        if faults.stop_reading_stdin {
+            command
+                .arg("--fault")
+                .arg(WorkerFault::StopReadingStdin.as_str());
+        }
+        let mut child = command
             .env_clear()
             // One malloc arena: per-thread arenas reserve 64 MiB of address space each.
             .env("MALLOC_ARENA_MAX", "1")
@@ -124,23 +217,27 @@ impl Worker {
         };
         let tail: StderrTail = Arc::default();
         let stderr_task = tokio::spawn(collect_stderr(stderr, tail.clone(), pid));
+        let (tx, frames) =
+            mpsc::channel(limits.max_host_calls_in_flight + WRITE_QUEUE_SLACK_FRAMES);
         let mut worker = Self {
             child,
             pid,
-            tx: FramedWrite::new(stdin, codec()),
+            tx,
+            writer: tokio::spawn(write_frames(stdin, frames)),
             rx: FramedRead::new(stdout, codec()),
             stderr: tail,
             stderr_task: Some(stderr_task),
             limits,
+            faults,
             next_id: 0,
         };
         let ready = tokio::time::timeout(STARTUP_TIMEOUT, async {
             worker
-                .send(&ToWorker::Init {
+                .queue(&ToWorker::Init {
                     version: PROTOCOL_VERSION,
                     limits,
                 })
-                .await?;
+                .map_err(|_| "the worker closed its stdin".to_owned())?;
             match worker.recv().await {
                 Some(FromWorker::Ready { version, .. }) if version == PROTOCOL_VERSION => Ok(()),
                 Some(FromWorker::Ready { version, .. }) => Err(format!(
@@ -173,12 +270,17 @@ impl Worker {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    async fn send(&mut self, message: &ToWorker) -> Result<(), String> {
-        let body = serde_json::to_vec(message).map_err(|e| e.to_string())?;
-        self.tx
-            .send(Bytes::from(body))
-            .await
-            .map_err(|e| format!("writing to worker: {e}"))
+    /// Queues a frame for the writer task; never waits.
+    fn queue(&self, message: &ToWorker) -> Result<(), QueueError> {
+        let body = serde_json::to_vec(message).map_err(|_| QueueError::Closed)?;
+        self.queue_bytes(Bytes::from(body))
+    }
+
+    fn queue_bytes(&self, frame: Bytes) -> Result<(), QueueError> {
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })
     }
 
     /// The next frame, or `None` when the worker closed stdout or sent garbage.
@@ -193,32 +295,65 @@ impl Worker {
         }
     }
 
-    /// Replaces the worker's `mcp.state` with a session's committed state.
+    /// The deadline of restoring `state_bytes` of state JSON: 2 s, plus 1 s per MiB (10 s at
+    /// the default 8 MiB `max_state_bytes`).
+    #[must_use]
+    pub fn restore_timeout(state_bytes: usize) -> Duration {
+        let mib = u32::try_from(state_bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX);
+        RESTORE_TIMEOUT_FLOOR.saturating_add(RESTORE_TIMEOUT_PER_MIB.saturating_mul(mib))
+    }
+
+    /// Replaces the worker's `mcp.state` with a session's committed state, within
+    /// [`Worker::restore_timeout`] of the state's size.
     ///
     /// # Errors
-    /// [`KernelError::Protocol`] when the worker died or refused the state.
+    /// [`KernelError::RestoreTimeout`] when the worker did not confirm in time, and
+    /// [`KernelError::Restore`] when it refused the state, died or broke the protocol. The
+    /// worker is stopped in both cases and must be dropped.
     pub async fn restore(&mut self, state: &CommittedState) -> Result<(), KernelError> {
+        let state_bytes = state.json_bytes();
+        let timeout = Self::restore_timeout(state_bytes);
+        if self.faults.hang_next_restore.swap(false, Ordering::SeqCst) {
+            tracing::warn!(
+                pid = self.pid,
+                "test fault: stopping the worker before its restore"
+            );
+            if let Some(pid) = rustix::process::Pid::from_raw(self.pid.cast_signed()) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+            }
+        }
+        let failed = |reason: String| KernelError::Restore {
+            state_bytes,
+            reason,
+        };
         let entries = state
             .entries()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        self.send(&ToWorker::Restore { entries })
-            .await
-            .map_err(KernelError::Protocol)?;
-        match self.recv().await {
-            Some(FromWorker::Restored) => Ok(()),
-            Some(FromWorker::Failed { error, .. }) => Err(KernelError::Protocol(error.message)),
-            Some(other) => Err(KernelError::Protocol(format!(
-                "expected Restored, got {other:?}"
-            ))),
-            None => {
-                let status = self.reap().await;
-                Err(KernelError::Protocol(format!(
-                    "worker died while restoring state ({})",
-                    self.death_summary(status)
-                )))
-            }
+        if self.queue(&ToWorker::Restore { entries }).is_err()
+        {
+            let status = self.reap().await;
+            return Err(failed(format!(
+                "the worker is gone ({})",
+                self.death_summary(status)
+            )));
         }
+        let reply = tokio::time::timeout(timeout, self.recv()).await;
+        let error = match reply {
+            Ok(Some(FromWorker::Restored)) => return Ok(()),
+            Ok(Some(FromWorker::Failed { error, .. })) => failed(error.message),
+            Ok(Some(other)) => failed(format!("the worker answered {}", brief(&other))),
+            Ok(None) => {
+                let status = self.reap().await;
+                failed(format!("the worker died ({})", self.death_summary(status)))
+            }
+            Err(_) => KernelError::RestoreTimeout {
+                state_bytes,
+                timeout,
+            },
+        };
+        let _ = self.kill_and_reap().await;
+        Err(error)
     }
 
     /// Runs `code` with a wall-clock limit of `timeout`, answering its host calls with `host`.
@@ -255,23 +390,45 @@ impl Worker {
             state_delta: None,
             worker_lost: true,
         };
-        if let Err(e) = self
-            .send(&ToWorker::Execute {
+        if self
+            .queue(&ToWorker::Execute {
                 id,
                 code: code.to_owned(),
             })
-            .await
+            .is_err()
         {
-            let status = self.reap().await;
+            let until = deadline.min(tokio::time::Instant::now() + Duration::from_secs(2));
+            let status = self.reap_until(until).await;
             let (kind, summary) = self.classify_death(status);
-            return lost(logs, kind, format!("{e}; {summary}"));
+            return lost(logs, kind, format!("the worker is gone; {summary}"));
         }
+        let max_in_flight = self.limits.max_host_calls_in_flight;
         let mut host_calls = FuturesUnordered::new();
+        let deadline_passed = tokio::time::sleep_until(deadline);
+        tokio::pin!(deadline_passed);
+        // No branch writes to the worker (replies are queued for the writer task), so the
+        // deadline is polled on every turn; `biased` puts it first, ahead of a frame flood.
         loop {
             tokio::select! {
+                biased;
+                () = &mut deadline_passed => {
+                    let _ = self.kill_and_reap().await;
+                    let message = format!(
+                        "the call ran longer than timeout_ms={} and its worker was stopped",
+                        timeout.as_millis()
+                    );
+                    return lost(logs, ErrorKind::Timeout, message);
+                }
                 frame = self.recv() => match frame {
                     Some(FromWorker::Log { id: call_id, entry }) if call_id == id => logs.push(entry),
                     Some(FromWorker::HostCall { id: call_id, call, op }) if call_id == id => {
+                        if host_calls.len() >= max_in_flight {
+                            let _ = self.kill_and_reap().await;
+                            let message = format!(
+                                "the worker sent more host calls than max_host_calls_in_flight={max_in_flight} allows and was stopped"
+                            );
+                            return lost(logs, ErrorKind::Internal, message);
+                        }
                         let answer = host.call(op);
                         host_calls.push(async move { (call, answer.await) });
                     }
@@ -296,57 +453,68 @@ impl Worker {
                         };
                     }
                     Some(other) => {
-                        let _ = self.child.start_kill();
-                        let _ = self.reap().await;
-                        return lost(logs, ErrorKind::Internal, format!("the worker broke the protocol with {other:?}"));
+                        let _ = self.kill_and_reap().await;
+                        return lost(logs, ErrorKind::Internal, format!("the worker broke the protocol with {}", brief(&other)));
                     }
                     None => {
-                        let status = self.reap().await;
+                        // It closed its stdout: it is exiting. Its status tells how, but the
+                        // deadline still holds.
+                        let until = deadline.min(tokio::time::Instant::now() + Duration::from_secs(2));
+                        let status = self.reap_until(until).await;
                         let (kind, summary) = self.classify_death(status);
                         return lost(logs, kind, summary);
                     }
                 },
                 Some((call, result)) = host_calls.next(), if !host_calls.is_empty() => {
-                    let result = result.and_then(|value| {
-                        let bytes = serde_json::to_vec(&value).map_or(0, |v| v.len());
-                        if bytes > MAX_HOST_MESSAGE_BYTES {
-                            Err(format!("the answer is {bytes} bytes as JSON, over the {MAX_HOST_MESSAGE_BYTES}-byte limit for host replies; ask for less (a range, a filter, a page)"))
-                        } else {
-                            Ok(value)
+                    match self.queue_bytes(host_reply(call, result)) {
+                        // A closed queue means the worker is gone; the next `recv` says how.
+                        Ok(()) | Err(QueueError::Closed) => {}
+                        Err(QueueError::Full) => {
+                            let _ = self.kill_and_reap().await;
+                            let message = format!(
+                                "the worker stopped reading its input while owed more than max_host_calls_in_flight={max_in_flight} host replies, and was stopped"
+                            );
+                            return lost(logs, ErrorKind::Internal, message);
                         }
-                    });
-                    if self.send(&ToWorker::HostReply { call, result }).await.is_err() {
-                        // The worker is gone; the next `recv` reports how.
-                        continue;
                     }
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    let _ = self.child.start_kill();
-                    let _ = self.reap().await;
-                    let message = format!(
-                        "the call ran longer than timeout_ms={} and its worker was stopped",
-                        timeout.as_millis()
-                    );
-                    return lost(logs, ErrorKind::Timeout, message);
                 }
             }
         }
     }
 
     /// Waits for the process to exit (killing it if it has not within 2 s) and for its stderr to
-    /// be drained.
+    /// be drained (at most [`REAP_GRACE`]).
     async fn reap(&mut self) -> Option<ExitStatus> {
-        let status = match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
+        self.reap_until(tokio::time::Instant::now() + Duration::from_secs(2))
+            .await
+    }
+
+    /// As [`Worker::reap`], but kills the process at `until` if it has not exited by then.
+    async fn reap_until(&mut self, until: tokio::time::Instant) -> Option<ExitStatus> {
+        let status = match tokio::time::timeout_at(until, self.child.wait()).await {
             Ok(status) => status.ok(),
-            Err(_) => {
-                let _ = self.child.start_kill();
-                self.child.wait().await.ok()
-            }
+            Err(_) => return self.kill_and_reap().await,
         };
-        if let Some(task) = self.stderr_task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
-        }
+        self.drain_stderr().await;
         status
+    }
+
+    /// Kills the process and waits at most [`REAP_GRACE`] for its exit status and again for
+    /// its stderr: the grace a call may take after its deadline.
+    async fn kill_and_reap(&mut self) -> Option<ExitStatus> {
+        let _ = self.child.start_kill();
+        let status = tokio::time::timeout(REAP_GRACE, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        self.drain_stderr().await;
+        status
+    }
+
+    async fn drain_stderr(&mut self) {
+        if let Some(task) = self.stderr_task.take() {
+            let _ = tokio::time::timeout(REAP_GRACE, task).await;
+        }
     }
 
     fn death_summary(&self, status: Option<ExitStatus>) -> String {
@@ -401,7 +569,7 @@ impl Worker {
 
     /// Asks the worker to exit; it is killed if it has not within 1 s.
     pub async fn shutdown(mut self) {
-        let _ = self.send(&ToWorker::Shutdown).await;
+        let _ = self.queue(&ToWorker::Shutdown);
         if tokio::time::timeout(Duration::from_secs(1), self.child.wait())
             .await
             .is_err()
@@ -409,6 +577,28 @@ impl Worker {
             let _ = self.child.start_kill();
         }
     }
+}
+
+/// The encoded `HostReply` frame. An answer bigger than [`MAX_HOST_MESSAGE_BYTES`] as JSON is
+/// replaced by an error naming its size, so no reply frame can exceed the frame limit.
+fn host_reply(call: u64, result: Result<serde_json::Value, String>) -> Bytes {
+    let encode = |result| {
+        serde_json::to_vec(&ToWorker::HostReply { call, result }).unwrap_or_else(|e| {
+            serde_json::to_vec(&ToWorker::HostReply {
+                call,
+                result: Err(format!("the answer cannot be encoded: {e}")),
+            })
+            .unwrap_or_default()
+        })
+    };
+    let frame = encode(result);
+    if frame.len() <= MAX_HOST_MESSAGE_BYTES {
+        return Bytes::from(frame);
+    }
+    let bytes = frame.len();
+    Bytes::from(encode(Err(format!(
+        "the answer is {bytes} bytes as JSON, over the {MAX_HOST_MESSAGE_BYTES}-byte limit for host replies; ask for less (a range, a filter, a page)"
+    ))))
 }
 
 /// The stderr line that best explains a death: an allocation failure, a panic or a stack
@@ -486,5 +676,50 @@ impl LogBuffer {
         }
         self.bytes += entry.message.len();
         self.entries.push(entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(frame: &[u8]) -> Result<serde_json::Value, String> {
+        match serde_json::from_slice::<ToWorker>(frame) {
+            Ok(ToWorker::HostReply { call: 7, result }) => result,
+            other => panic!("not the HostReply of call 7: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn host_replies_up_to_the_limit_pass_and_bigger_ones_become_errors() {
+        // `{"type":"HostReply","call":7,"result":{"Ok":"…"}}` is 44 bytes around the string.
+        let envelope = host_reply(7, Ok(serde_json::Value::String(String::new()))).len();
+        let at_limit = "x".repeat(MAX_HOST_MESSAGE_BYTES - envelope);
+        let frame = host_reply(7, Ok(serde_json::Value::String(at_limit.clone())));
+        assert_eq!(frame.len(), MAX_HOST_MESSAGE_BYTES);
+        assert_eq!(decoded(&frame), Ok(serde_json::Value::String(at_limit)));
+
+        let over = "x".repeat(MAX_HOST_MESSAGE_BYTES - envelope + 1);
+        let frame = host_reply(7, Ok(serde_json::Value::String(over)));
+        let error = decoded(&frame).expect_err("an error reply");
+        assert_eq!(
+            error,
+            format!(
+                "the answer is {} bytes as JSON, over the {MAX_HOST_MESSAGE_BYTES}-byte limit for host replies; ask for less (a range, a filter, a page)",
+                MAX_HOST_MESSAGE_BYTES + 1
+            )
+        );
+    }
+
+    #[test]
+    fn restore_deadline_grows_with_the_state() {
+        assert_eq!(Worker::restore_timeout(0), Duration::from_secs(2));
+        assert_eq!(Worker::restore_timeout(7), Duration::from_secs(3));
+        assert_eq!(Worker::restore_timeout(1 << 20), Duration::from_secs(3));
+        assert_eq!(
+            Worker::restore_timeout((1 << 20) + 1),
+            Duration::from_secs(4)
+        );
+        assert_eq!(Worker::restore_timeout(8 << 20), Duration::from_secs(10));
     }
 }

@@ -51,6 +51,18 @@ pub(crate) struct WorkerLimits {
     pub(crate) max_result_bytes: usize,
     /// Deepest object/array nesting accepted in results and state.
     pub(crate) max_json_depth: u32,
+    /// Host calls of one execution sent and not yet answered; later calls wait in the worker,
+    /// in call order, until an answer frees a slot.
+    pub(crate) max_host_calls_in_flight: usize,
+}
+
+/// The frame codec both ends use: a 4-byte big-endian length, then at most
+/// [`MAX_FRAME_BYTES`] bytes.
+pub(crate) fn codec() -> tokio_util::codec::LengthDelimitedCodec {
+    tokio_util::codec::LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME_BYTES)
+        .new_codec()
 }
 
 /// Supervisor → worker.

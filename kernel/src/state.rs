@@ -89,15 +89,17 @@ impl CommittedState {
         }
     }
 
+    /// Size of the state as one JSON object text ([`CommittedState::to_json`]), in bytes.
+    #[must_use]
+    pub fn json_bytes(&self) -> usize {
+        let pairs: usize = self.entries.iter().map(|(k, v)| k.len() + v.len() + 1).sum();
+        pairs + self.entries.len().saturating_sub(1) + 2
+    }
+
     /// The whole state as one JSON object text, in key order.
     #[must_use]
     pub fn to_json(&self) -> String {
-        let bytes: usize = self
-            .entries
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum();
-        let mut out = String::with_capacity(bytes + 2);
+        let mut out = String::with_capacity(self.json_bytes());
         out.push('{');
         for (i, (key, value)) in self.entries.iter().enumerate() {
             if i > 0 {

@@ -114,7 +114,11 @@ impl SessionManager {
     }
 
     /// Runs `code` in session `session` (created on first use) with a wall-clock limit of
-    /// `timeout` on the code itself (leasing and restoring a worker are not counted).
+    /// `timeout` on the code itself. Leasing and restoring a worker are not counted in
+    /// `timeout`; a restore has its own deadline ([`Worker::restore_timeout`]: 2 s plus 1 s
+    /// per MiB of state). When a restore fails or passes that deadline, the call does not run
+    /// and fails with an `InternalError` outcome that says so; the session keeps its
+    /// committed state and the next call restores it into a fresh worker.
     ///
     /// Calls on one session run one at a time in arrival order. If this future is dropped
     /// mid-call (the MCP request was cancelled), the worker is killed and the session resumes
@@ -141,8 +145,20 @@ impl SessionManager {
             Some(worker) => worker,
             None => {
                 let mut worker = self.pool.lease().await?;
-                if !inner.committed_state.is_empty() {
-                    worker.restore(&inner.committed_state).await?;
+                if !inner.committed_state.is_empty()
+                    && let Err(error) = worker.restore(&inner.committed_state).await
+                {
+                    tracing::warn!(%error, "restore failed");
+                    return Ok(CallOutcome {
+                        result: Err(CallError {
+                            kind: ErrorKind::Internal,
+                            message: format!(
+                                "{error}; the code did not run, and the session keeps its last committed mcp.state (the next call restores it into a fresh worker)"
+                            ),
+                            stack: None,
+                        }),
+                        logs: Vec::new(),
+                    });
                 }
                 worker
             }

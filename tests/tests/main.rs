@@ -7,6 +7,7 @@ mod args;
 mod builtins;
 mod concurrency;
 mod cross_session;
+mod deadlines;
 mod execute;
 mod host;
 mod json;

@@ -11,15 +11,18 @@ use rmcp::model::ReadResourceRequestParams;
 use serde_json::{Value, json};
 
 /// Tools of `mcpk-fixture` without `--tools-changed-after-ms`, sorted.
-const FIXTURE_TOOLS: [&str; 12] = [
+const FIXTURE_TOOLS: [&str; 15] = [
     "audio",
+    "big",
     "cancellations",
     "crash",
     "echo",
     "env",
     "fail",
     "hang",
+    "hang_tools_list",
     "image",
+    "pid",
     "rendezvous",
     "slow",
     "stderr_flood",
@@ -59,7 +62,7 @@ async fn code_lists_upstream_tools_at_three_detail_levels_and_calls_server_files
     let server = fs_and_fixture(&dir).await;
     let files = dir.join("files");
 
-    // names: exactly {server, name}, the fixture's eleven tools.
+    // names: exactly {server, name}, the fixture's tools.
     let listed = server
         .execute("await mcp.tools.list({server: 'fixture', detail: 'names'})")
         .await;

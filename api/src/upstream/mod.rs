@@ -6,7 +6,9 @@
 //! opening the streamable-HTTP session), lists the tools, and then waits for the connection to
 //! close or for `notifications/tools/list_changed`. A server that fails to start or exits is
 //! marked unavailable with the reason, and reconnected with exponential backoff (1 s doubling
-//! to 30 s). Calls in flight when it dies fail with a clear error and are never retried, since
+//! to 30 s). `list_changed` notifications coalesce into one pending re-listing; a re-listing
+//! runs under the connect timeout while the connection is still watched, and a listing is
+//! capped at 100 pages and 10,000 tools per server. Calls in flight when it dies fail with a clear error and are never retried, since
 //! tools may have side effects. Startup never waits for a slow or dead server.
 
 mod catalog;
@@ -24,7 +26,7 @@ use rmcp::model::{ClientConfig, Implementation, Resource, Tool};
 use rmcp::service::{NotificationContext, Peer, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 pub(crate) use catalog::{Catalog, Detail, entry, render, summary};
 pub use config::UpstreamConfigError;
@@ -35,7 +37,9 @@ pub(crate) use host::UpstreamHost;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamLimits {
     /// Longest wait for a server to start and answer `initialize` + `tools/list` (default 30 s;
-    /// `npx -y` of an uncached package takes 5–6 s here).
+    /// `npx -y` of an uncached package takes 5–6 s here). Also bounds the `tools/list` that
+    /// follows `notifications/tools/list_changed`: a server that does not answer it in time is
+    /// restarted.
     pub connect_timeout: Duration,
     /// Longest wait for one upstream tool call or resource read (default 60 s). A call is also
     /// cancelled (`notifications/cancelled`) when the `execute` call that made it ends first.
@@ -58,6 +62,42 @@ type CachedValidator = (
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Most `tools/list` pages read from one server; a server that pages on past this is marked
+/// unavailable with an error naming the cap.
+const MAX_TOOL_LIST_PAGES: usize = 100;
+/// Most tools accepted from one server.
+const MAX_TOOLS_PER_SERVER: usize = 10_000;
+
+/// Every page of `tools/list`, at most [`MAX_TOOL_LIST_PAGES`] pages and
+/// [`MAX_TOOLS_PER_SERVER`] tools (rmcp's `list_all_tools` follows cursors without a bound).
+async fn list_tools_capped(peer: &Peer<RoleClient>) -> Result<Vec<Tool>, String> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_TOOL_LIST_PAGES {
+        let params = cursor.map(|cursor| {
+            let mut params = rmcp::model::PaginatedRequestParams::default();
+            params.cursor = Some(cursor);
+            params
+        });
+        let page = peer
+            .list_tools(params)
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        tools.extend(page.tools);
+        if tools.len() > MAX_TOOLS_PER_SERVER {
+            return Err(format!(
+                "tools/list returned more than {MAX_TOOLS_PER_SERVER} tools (the per-server cap)"
+            ));
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(tools),
+        }
+    }
+    Err(format!(
+        "tools/list went on for more than {MAX_TOOL_LIST_PAGES} pages (the per-server cap)"
+    ))
+}
 
 /// Where one upstream stands.
 #[derive(Debug, Clone)]
@@ -234,15 +274,17 @@ impl Upstreams {
     }
 }
 
-/// The rmcp client handler of one upstream connection: forwards `tools/list_changed`.
+/// The rmcp client handler of one upstream connection: signals `tools/list_changed`.
+/// Notifications coalesce (a `Notify` stores at most one permit), so a server that floods
+/// them costs one re-listing at a time, never a growing queue.
 #[derive(Debug, Clone)]
 struct UpstreamClient {
-    changed: mpsc::UnboundedSender<()>,
+    changed: Arc<Notify>,
 }
 
 impl ClientHandler for UpstreamClient {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        let _ = self.changed.send(());
+        self.changed.notify_one();
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -335,20 +377,16 @@ async fn supervise(upstream: Arc<Upstream>, owner: Weak<Upstreams>) {
         let Some(limits) = owner.upgrade().map(|o| o.limits) else {
             return;
         };
-        let (changed_tx, mut changed_rx) = mpsc::unbounded_channel();
+        let changed = Arc::new(Notify::new());
         let attempt = async {
             let connection = connect(
                 &upstream.config,
                 UpstreamClient {
-                    changed: changed_tx,
+                    changed: changed.clone(),
                 },
             )
             .await?;
-            let tools = connection
-                .peer()
-                .list_all_tools()
-                .await
-                .map_err(|e| format!("tools/list failed: {e}"))?;
+            let tools = list_tools_capped(connection.peer()).await?;
             Ok::<_, String>((connection, tools))
         };
         let outcome = match tokio::time::timeout(limits.connect_timeout, attempt).await {
@@ -369,30 +407,46 @@ async fn supervise(upstream: Arc<Upstream>, owner: Weak<Upstreams>) {
                 }
                 let closed = connection.waiting();
                 tokio::pin!(closed);
-                loop {
+                // A re-listing runs under the connect timeout and beside the close watch, so
+                // a server that stops answering or goes away mid-listing is noticed.
+                let reason = loop {
                     tokio::select! {
                         quit = &mut closed => {
                             tracing::warn!(server = %name, ?quit, "upstream connection closed");
-                            break;
+                            break "its connection closed (the process exited or the session ended)".to_owned();
                         }
-                        Some(()) = changed_rx.recv() => {
-                            match peer.list_all_tools().await {
-                                Ok(tools) => {
+                        () = changed.notified() => {
+                            let listed = tokio::select! {
+                                quit = &mut closed => {
+                                    tracing::warn!(server = %name, ?quit, "upstream connection closed while listing tools");
+                                    break "its connection closed (the process exited or the session ended)".to_owned();
+                                }
+                                listed = tokio::time::timeout(limits.connect_timeout, list_tools_capped(&peer)) => listed,
+                            };
+                            match listed {
+                                Ok(Ok(tools)) => {
                                     tracing::info!(server = %name, tools = tools.len(), "upstream tool list changed");
                                     upstream.status.send_replace(Status::Ready { peer: peer.clone(), tools: Arc::new(tools) });
                                     if let Some(owner) = owner.upgrade() {
                                         owner.rebuild_catalog();
                                     }
                                 }
-                                Err(e) => tracing::warn!(server = %name, error = %e, "tools/list after list_changed failed"),
+                                Ok(Err(e)) => tracing::warn!(server = %name, error = %e, "tools/list after list_changed failed"),
+                                Err(_) => {
+                                    let reason = format!(
+                                        "tools/list after notifications/tools/list_changed did not answer within {:?} (the connect timeout)",
+                                        limits.connect_timeout
+                                    );
+                                    tracing::warn!(server = %name, %reason, "restarting the upstream");
+                                    break reason;
+                                }
                             }
                         }
                     }
-                }
-                upstream.status.send_replace(Status::Unavailable {
-                    reason: "its connection closed (the process exited or the session ended)"
-                        .to_owned(),
-                });
+                };
+                // `closed` owns the connection; dropping it at the end of this block cancels
+                // the service, which kills a stdio server's process.
+                upstream.status.send_replace(Status::Unavailable { reason });
             }
             Err(reason) => {
                 tracing::warn!(server = %name, %reason, retry_in = ?backoff, "upstream unavailable");

@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use boa_engine::builtins::promise::PromiseState;
 use boa_engine::object::builtins::{JsArray, JsFunction, JsPromise};
@@ -13,11 +14,11 @@ use boa_engine::{
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::executor::Executor;
 use super::inbound::Inbound;
-use super::{send, shape};
+use super::{outbound, shape};
 use crate::outcome::{CallError, ErrorKind, LogEntry, LogLevel};
 use crate::protocol::{FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, ToWorker, WorkerLimits};
 use crate::state::{StateAccess, StateDelta};
@@ -35,6 +36,9 @@ struct CallContext {
     log_truncated: Cell<bool>,
     next_host_call: Cell<u64>,
     pending: RefCell<HashMap<u64, oneshot::Sender<Result<serde_json::Value, String>>>>,
+    /// One permit per host call that may be in flight (`max_host_calls_in_flight`); a fresh
+    /// semaphore per call, so nothing of an abandoned call holds a slot in the next.
+    host_slots: RefCell<Option<Arc<Semaphore>>>,
 }
 
 thread_local! {
@@ -65,6 +69,8 @@ pub(crate) struct Engine {
     committed_sizes: HashMap<String, usize>,
     /// The sum of `committed_sizes`.
     committed_sum: usize,
+    /// Test fault `stop-reading-stdin`: never read stdin while a call runs.
+    stop_reading_stdin: bool,
 }
 
 /// Collects the garbage of the call that just ended. Boa's collector triggers on the bytes of
@@ -133,7 +139,7 @@ impl boa_engine::context::HostHooks for SealedHooks {
 
 impl Engine {
     /// Builds the Context and the globals agent code sees.
-    pub(crate) fn new(limits: WorkerLimits) -> JsResult<Self> {
+    pub(crate) fn new(limits: WorkerLimits, stop_reading_stdin: bool) -> JsResult<Self> {
         let executor = Rc::new(Executor::default());
         let mut context = Context::builder()
             .job_executor(executor.clone())
@@ -189,6 +195,7 @@ impl Engine {
             limits,
             committed_sizes: HashMap::new(),
             committed_sum: 0,
+            stop_reading_stdin,
         })
     }
 
@@ -233,10 +240,12 @@ impl Engine {
         code: &str,
         inbound: &mut Inbound,
     ) -> Option<FromWorker> {
+        let slots = Arc::new(Semaphore::new(self.limits.max_host_calls_in_flight));
         CALL.with(|c| {
             c.id.set(id);
             c.log_bytes.set(0);
             c.log_truncated.set(false);
+            *c.host_slots.borrow_mut() = Some(slots);
         });
         let outcome = self.run(code, inbound).await;
         // Host calls still in flight belong to this call only; drop them.
@@ -311,10 +320,13 @@ impl Engine {
     }
 
     /// The event loop of one call: drain microtasks, start host calls, and sleep until a host
-    /// reply arrives; finish when no microtask and no host call is left (as Node finishes a
-    /// script once its event loop is empty). Never holds the Context borrow across `.await`.
+    /// reply arrives or stdout can take more of the frames queued for the supervisor; finish
+    /// when no microtask and no host call is left (as Node finishes a script once its event
+    /// loop is empty). Never holds the Context borrow across `.await`, and never blocks on a
+    /// write: replies keep being read while frames wait for the pipe.
     async fn run_to_completion(&mut self, inbound: &mut Inbound) -> Result<(), Abort> {
         let executor = self.executor.clone();
+        let read_stdin = !self.stop_reading_stdin;
         let context = RefCell::new(&mut self.context);
         let mut in_flight = FuturesUnordered::new();
         loop {
@@ -335,7 +347,8 @@ impl Engine {
                 Some(done) = in_flight.next() => {
                     done.map_err(Abort::Engine)?;
                 }
-                message = inbound.recv() => match message {
+                () = outbound::write_some() => {}
+                message = inbound.recv(), if read_stdin => match message {
                     Some(ToWorker::HostReply { call, result }) => {
                         let sender = CALL.with(|c| c.pending.borrow_mut().remove(&call));
                         if let Some(sender) = sender {
@@ -807,7 +820,7 @@ fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<J
         let id = c.id.get();
         if used + message.len() <= max {
             c.log_bytes.set(used + message.len());
-            send(&FromWorker::Log { id, entry: LogEntry { level, message } });
+            outbound::push(&FromWorker::Log { id, entry: LogEntry { level, message } });
             return;
         }
         let mut cut = max.saturating_sub(used);
@@ -816,14 +829,14 @@ fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<J
         }
         message.truncate(cut);
         if !message.is_empty() {
-            send(&FromWorker::Log { id, entry: LogEntry { level, message } });
+            outbound::push(&FromWorker::Log { id, entry: LogEntry { level, message } });
         }
         c.log_truncated.set(true);
         c.log_bytes.set(max);
         let marker = format!(
             "[console output truncated: this call reached max_log_bytes={max}; later output was dropped]"
         );
-        send(&FromWorker::Log { id, entry: LogEntry { level: LogLevel::Warn, message: marker } });
+        outbound::push(&FromWorker::Log { id, entry: LogEntry { level: LogLevel::Warn, message: marker } });
     });
     Ok(JsValue::undefined())
 }
@@ -870,7 +883,9 @@ async fn sleep(
 }
 
 /// `hostCall(opJson)`: sends a `HostCall` frame and resolves with the supervisor's reply.
-/// Several can be in flight at once; each waits on its own oneshot channel.
+/// Up to `max_host_calls_in_flight` can be in flight at once, each waiting on its own oneshot
+/// channel; later ones wait for a free slot (FIFO) before their frame is sent, so
+/// `Promise.all` over thousands of calls works and the supervisor never sees more.
 async fn host_call(
     _this: &JsValue,
     args: &[JsValue],
@@ -892,6 +907,15 @@ async fn host_call(
         };
         JsNativeError::typ().with_message(message)
     })?;
+    // Waits, in call order, for one of the `max_host_calls_in_flight` slots; the permit is
+    // held until the reply arrives (or the call ends and drops this future).
+    let slots = CALL
+        .with(|c| c.host_slots.borrow().clone())
+        .ok_or_else(|| JsNativeError::error().with_message("host call outside a call"))?;
+    let _slot = slots
+        .acquire_owned()
+        .await
+        .map_err(|_| JsNativeError::error().with_message("host call abandoned"))?;
     let (tx, rx) = oneshot::channel();
     let (id, call) = CALL.with(|c| {
         let call = c.next_host_call.get() + 1;
@@ -899,7 +923,7 @@ async fn host_call(
         c.pending.borrow_mut().insert(call, tx);
         (c.id.get(), call)
     });
-    send(&FromWorker::HostCall { id, call, op });
+    outbound::push(&FromWorker::HostCall { id, call, op });
     let reply = rx
         .await
         .map_err(|_| JsNativeError::error().with_message("host call abandoned"))?;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! mcpk-fixture [--name NAME] [--exit-after-ms N] [--tools-changed-after-ms N]
-//!              [--start-after-file PATH] [--linger]
+//!              [--start-after-file PATH] [--linger] [--tool-pages N]
 //! ```
 //!
 //! - `--name NAME`: the server name sent in `initialize` (default `fixture`).
@@ -19,8 +19,12 @@
 //! - `--linger`: keep running after stdin closes (until killed), as a server that ignores end
 //!   of input would.
 //!
+//! - `--tool-pages N`: serve `tools/list` in N pages (the tools on the first, then empty pages
+//!   linked by cursors), for the client's paging cap.
+//!
 //! Tools: `echo`, `crash`, `hang`, `cancellations`, `fail`, `image`, `audio`, `structured`,
-//! `slow`, `rendezvous`, `env`, `stderr_flood` (and `late`). Resource: `fixture://readme`.
+//! `slow`, `rendezvous`, `env`, `stderr_flood`, `pid`, `big`, `hang_tools_list` (and `late`).
+//! Resource: `fixture://readme`.
 //!
 //! Stdout carries only the MCP stream; diagnostics go to stderr.
 
@@ -64,6 +68,7 @@ struct Options {
     tools_changed_after: Option<Duration>,
     start_after_file: Option<std::path::PathBuf>,
     linger: bool,
+    tool_pages: Option<u64>,
 }
 
 impl Options {
@@ -74,6 +79,7 @@ impl Options {
             tools_changed_after: None,
             start_after_file: None,
             linger: false,
+            tool_pages: None,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -85,6 +91,12 @@ impl Options {
                 }
                 "--start-after-file" => options.start_after_file = Some(value()?.into()),
                 "--linger" => options.linger = true,
+                "--tool-pages" => {
+                    let pages = value()?;
+                    options.tool_pages = Some(pages.parse().map_err(|_| {
+                        format!("--tool-pages takes a whole number, not {pages:?}")
+                    })?);
+                }
                 _ => return Err(format!("unknown argument {flag:?}")),
             }
         }
@@ -113,6 +125,10 @@ struct Inner {
     hanging: AtomicU64,
     /// Whether `late` has been added.
     late: AtomicBool,
+    /// Set by `hang_tools_list`: every later `tools/list` never answers.
+    hang_tools_list: AtomicBool,
+    /// `--tool-pages`.
+    tool_pages: Option<u64>,
     /// Becomes true when stdin reaches end of file.
     stdin_closed: watch::Receiver<bool>,
     /// `rendezvous` arrivals so far, by key.
@@ -269,6 +285,7 @@ fn base_tools() -> Vec<Tool> {
             ),
         )
         .with_annotations(read_only()),
+        Tool::new(
             "env",
             "Returns this process's environment as a JSON object (text).",
             closed_schema(json!({}), &[]),
@@ -282,6 +299,27 @@ fn base_tools() -> Vec<Tool> {
                 json!({"bytes": {"type": "integer", "minimum": 0}}),
                 &["bytes"],
             ),
+        )
+        .with_annotations(not_destructive()),
+        Tool::new(
+            "pid",
+            "Returns {\"pid\": the server's process id} as JSON text.",
+            closed_schema(json!({}), &[]),
+        )
+        .with_annotations(read_only()),
+        Tool::new(
+            "big",
+            "Returns one text block of `bytes` letters x.",
+            closed_schema(
+                json!({"bytes": {"type": "integer", "minimum": 0}}),
+                &["bytes"],
+            ),
+        )
+        .with_annotations(read_only()),
+        Tool::new(
+            "hang_tools_list",
+            "Makes every later tools/list hang, then sends notifications/tools/list_changed.",
+            closed_schema(json!({}), &[]),
         )
         .with_annotations(not_destructive()),
     ]
@@ -311,10 +349,12 @@ fn u64_arg(args: &JsonObject, key: &str) -> Result<Option<u64>, ErrorData> {
 }
 
 impl Fixture {
-    fn new(name: String, stdin_closed: watch::Receiver<bool>) -> Self {
+    fn new(name: String, stdin_closed: watch::Receiver<bool>, tool_pages: Option<u64>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 name,
+                hang_tools_list: AtomicBool::new(false),
+                tool_pages,
                 cancellations: AtomicU64::new(0),
                 hanging: AtomicU64::new(0),
                 late: AtomicBool::new(false),
@@ -472,6 +512,23 @@ impl Fixture {
                 }
                 Ok(json_text(&json!({"written": bytes})))
             }
+            "pid" => Ok(json_text(&json!({"pid": std::process::id()}))),
+            "big" => {
+                let bytes = u64_arg(args, "bytes")?.unwrap_or_default();
+                let bytes = usize::try_from(bytes)
+                    .map_err(|_| ErrorData::invalid_params("`bytes` is too large", None))?;
+                Ok(CallToolResult::success(vec![ContentBlock::text(
+                    "x".repeat(bytes),
+                )]))
+            }
+            "hang_tools_list" => {
+                self.inner.hang_tools_list.store(true, Ordering::SeqCst);
+                eprintln!("mcpk-fixture: tools/list now hangs; sending tools/list_changed");
+                if let Err(error) = context.peer.notify_tool_list_changed().await {
+                    eprintln!("mcpk-fixture: cannot send tools/list_changed: {error}");
+                }
+                Ok(json_text(&json!({"hanging": true})))
+            }
             "late" if self.inner.late.load(Ordering::SeqCst) => {
                 Ok(CallToolResult::success(vec![ContentBlock::text("late")]))
             }
@@ -500,10 +557,30 @@ impl ServerHandler for Fixture {
 
     async fn list_tools(
         &self,
-        _request: Option<PaginatedRequestParams>,
+        request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.tools()))
+        if self.inner.hang_tools_list.load(Ordering::SeqCst) {
+            eprintln!("mcpk-fixture: tools/list hanging");
+            self.stdin_closed().await;
+            return Err(ErrorData::internal_error(
+                "stdin closed while hanging",
+                None,
+            ));
+        }
+        let Some(pages) = self.inner.tool_pages else {
+            return Ok(ListToolsResult::with_all_items(self.tools()));
+        };
+        let page: u64 = request
+            .and_then(|r| r.cursor)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut result =
+            ListToolsResult::with_all_items(if page == 0 { self.tools() } else { Vec::new() });
+        if page + 1 < pages {
+            result.next_cursor = Some((page + 1).to_string());
+        }
+        Ok(result)
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -555,7 +632,8 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!(
                 "mcpk-fixture: {error}\nusage: mcpk-fixture [--name NAME] [--exit-after-ms N] \
-                 [--tools-changed-after-ms N] [--start-after-file PATH] [--linger]"
+                 [--tools-changed-after-ms N] [--start-after-file PATH] [--linger] \
+                 [--tool-pages N]"
             );
             return std::process::ExitCode::from(2);
         }
@@ -578,7 +656,7 @@ async fn main() -> std::process::ExitCode {
         inner: tokio::io::stdin(),
         closed,
     };
-    let fixture = Fixture::new(options.name, stdin_closed);
+    let fixture = Fixture::new(options.name, stdin_closed, options.tool_pages);
     // Returns once the client has sent `initialize` and `notifications/initialized`.
     let service = match fixture.clone().serve((stdin, tokio::io::stdout())).await {
         Ok(service) => service,
