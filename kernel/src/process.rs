@@ -112,8 +112,9 @@ const WRITE_QUEUE_SLACK_FRAMES: usize = 4;
 /// Test-only fault injection shared by the workers of one pool.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
-    /// `stop-reading-stdin`: passed to every worker process.
-    pub(crate) stop_reading_stdin: bool,
+    /// A fault the worker processes apply themselves (`stop-reading-stdin`,
+    /// `ignore-host-call-limit`), passed to each as `--fault`.
+    pub(crate) in_worker: Option<WorkerFault>,
     /// `hang-on-first-restore`: cleared by the first restore, which then hangs.
     pub(crate) hang_next_restore: AtomicBool,
 }
@@ -121,7 +122,7 @@ pub(crate) struct Faults {
 impl Faults {
     pub(crate) fn new(fault: Option<WorkerFault>) -> Self {
         Self {
-            stop_reading_stdin: fault == Some(WorkerFault::StopReadingStdin),
+            in_worker: fault.filter(|f| *f != WorkerFault::HangOnFirstRestore),
             hang_next_restore: AtomicBool::new(fault == Some(WorkerFault::HangOnFirstRestore)),
         }
     }
@@ -191,10 +192,8 @@ impl Worker {
     ) -> Result<Self, KernelError> {
         let mut command = Command::new(exe);
         command.arg("worker");
-        if faults.stop_reading_stdin {
-            command
-                .arg("--fault")
-                .arg(WorkerFault::StopReadingStdin.as_str());
+        if let Some(fault) = faults.in_worker {
+            command.arg("--fault").arg(fault.as_str());
         }
         let mut child = command
             .env_clear()

@@ -72,6 +72,42 @@ async fn host_calls_past_the_in_flight_limit_wait_for_a_free_slot() {
     assert_ne!(order[0], json!("echo"), "{order:?}");
 }
 
+/// A worker that sends more host calls than the limit (here made to ignore it) is stopped by
+/// the supervisor with an error naming the limit, and the session carries on.
+#[tokio::test]
+async fn the_supervisor_stops_a_worker_past_the_in_flight_limit() {
+    let dir = TempDir::new("past-limit");
+    let config = write_config(&dir, json!({"fixture": fixture_entry(&[])}));
+    let server = Server::start_with_upstreams(
+        &config,
+        &[
+            "--max-host-calls-in-flight",
+            "2",
+            "--worker-fault",
+            "ignore-host-call-limit",
+        ],
+        &[],
+        &["fixture"],
+    )
+    .await;
+    assert_eq!(server.execute("mcp.state.n = 1").await.value(), &json!(1));
+    let result = server
+        .execute(
+            "mcp.state.n = 2;
+             await Promise.all([1, 2, 3].map(() => servers.fixture.slow({ms: 2000})))",
+        )
+        .await;
+    assert_eq!(result.error_name(), "InternalError", "{}", result.text());
+    result.assert_message_contains(&[
+        "more host calls than max_host_calls_in_flight=2",
+        "rolled back",
+    ]);
+    assert_eq!(
+        server.execute("return mcp.state.n").await.value(),
+        &json!(1)
+    );
+}
+
 #[tokio::test]
 async fn max_host_calls_in_flight_of_zero_is_refused_at_start_up() {
     let output =

@@ -33,6 +33,9 @@ pub enum WorkerFault {
     /// a session into, before sending `Restore`, so that restore hangs. Applied by the
     /// supervisor; the worker process is never told.
     HangOnFirstRestore,
+    /// `ignore-host-call-limit`: the worker sends every host call at once, ignoring
+    /// `max_host_calls_in_flight`, so the supervisor's own check of that limit can be seen.
+    IgnoreHostCallLimit,
 }
 
 impl WorkerFault {
@@ -42,6 +45,7 @@ impl WorkerFault {
         match self {
             Self::StopReadingStdin => "stop-reading-stdin",
             Self::HangOnFirstRestore => "hang-on-first-restore",
+            Self::IgnoreHostCallLimit => "ignore-host-call-limit",
         }
     }
 }
@@ -53,8 +57,10 @@ impl std::str::FromStr for WorkerFault {
         match s {
             "stop-reading-stdin" => Ok(Self::StopReadingStdin),
             "hang-on-first-restore" => Ok(Self::HangOnFirstRestore),
+            "ignore-host-call-limit" => Ok(Self::IgnoreHostCallLimit),
             _ => Err(format!(
-                "unknown worker fault `{s}` (expected stop-reading-stdin or hang-on-first-restore)"
+                "unknown worker fault `{s}` (expected stop-reading-stdin, hang-on-first-restore \
+                 or ignore-host-call-limit)"
             )),
         }
     }
@@ -88,7 +94,7 @@ pub(crate) fn run(fault: Option<WorkerFault>) -> ExitCode {
         Ok(inbound) => inbound,
         Err(e) => return fatal(&e),
     };
-    let limits = match runtime.block_on(inbound.recv()) {
+    let mut limits = match runtime.block_on(inbound.recv()) {
         Some(ToWorker::Init { version, limits }) if version == PROTOCOL_VERSION => limits,
         Some(ToWorker::Init { version, .. }) => {
             return fatal(&format!(
@@ -98,6 +104,9 @@ pub(crate) fn run(fault: Option<WorkerFault>) -> ExitCode {
         Some(_) => return fatal("expected an Init frame first"),
         None => return fatal("reading Init: end of input or a malformed frame"),
     };
+    if fault == Some(WorkerFault::IgnoreHostCallLimit) {
+        limits.max_host_calls_in_flight = tokio::sync::Semaphore::MAX_PERMITS;
+    }
     if let Err(e) = sandbox::confine_process(limits.memory_mib) {
         return fatal(&format!("sandbox: {e}"));
     }
