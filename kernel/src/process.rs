@@ -329,8 +329,7 @@ impl Worker {
             .entries()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        if self.queue(&ToWorker::Restore { entries }).is_err()
-        {
+        if self.queue(&ToWorker::Restore { entries }).is_err() {
             let status = self.reap().await;
             return Err(failed(format!(
                 "the worker is gone ({})",

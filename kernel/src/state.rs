@@ -92,7 +92,11 @@ impl CommittedState {
     /// Size of the state as one JSON object text ([`CommittedState::to_json`]), in bytes.
     #[must_use]
     pub fn json_bytes(&self) -> usize {
-        let pairs: usize = self.entries.iter().map(|(k, v)| k.len() + v.len() + 1).sum();
+        let pairs: usize = self
+            .entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 1)
+            .sum();
         pairs + self.entries.len().saturating_sub(1) + 2
     }
 
