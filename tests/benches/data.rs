@@ -19,12 +19,17 @@
 //! # `--e2e-only` runs only the end-to-end log filter
 //! ```
 //!
+//! Then the cost of `mcp.state` by its size (`state.rs`; `--state-only` runs just that part).
+//!
 //! Needs `node` (≥ 18) and `tests/npm/node_modules` (see `scripts/test.sh`).
 
 #![allow(
     clippy::print_stdout,
     reason = "a benchmark reports its table on stdout"
 )]
+
+#[path = "state.rs"]
+mod state;
 
 use std::process::{Command, Stdio};
 
@@ -200,6 +205,9 @@ async fn run() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--e2e-only") {
         return report_log_filter().await;
     }
+    if std::env::args().any(|a| a == "--state-only") {
+        return state::run().await;
+    }
     let server = Server::start().await;
     println!();
     println!(
@@ -234,6 +242,8 @@ async fn run() -> anyhow::Result<()> {
     }
     println!();
     report_log_filter().await?;
+    println!();
+    state::run().await?;
     if !failures.is_empty() {
         bail!("kernel and node disagree:\n{}", failures.join("\n"));
     }

@@ -6,16 +6,8 @@
 //!   re-serialises that key) and a one-key write (`mcp.state.counter = i`), p50/p99;
 //! - the worker's RSS over 100 calls on a session with 1.8 MB of state (50,000 rows).
 //!
-//! ```text
-//! cargo build --bins && cargo bench -p mcpk-tests --bench state --profile dev
-//! ```
-//!
+//! Part of the `data` benchmark (`benches/data.rs`); `--state-only` runs just this part.
 //! Linux only (reads `/proc`).
-
-#![allow(
-    clippy::print_stdout,
-    reason = "a benchmark reports its table on stdout"
-)]
 
 use std::time::Instant;
 
@@ -31,14 +23,8 @@ const MEMORY_CALLS: usize = 100;
 /// Rows for the memory measurement (about 1.8 MB of JSON).
 const MEMORY_ROWS: usize = 50_000;
 
-fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run())
-}
-
-async fn run() -> anyhow::Result<()> {
+/// Prints the state-size table and the RSS over repeated calls.
+pub(crate) async fn run() -> anyhow::Result<()> {
     println!(
         "mcp-kernel state benchmark: {}",
         mcpk_tests::binary_path().display()

@@ -369,9 +369,10 @@ mod tests {
     fn unknown_keys_warn_with_the_closest_known_key() {
         assert_eq!(
             warnings(r#"{"mcpServers": {"a": {"command": "x", "comand": "y", "arg": []}}}"#),
+            // In the file's order (serde_json `preserve_order`).
             [
-                "servers.json: server `a`: unknown key `arg` is ignored; did you mean `args`?",
                 "servers.json: server `a`: unknown key `comand` is ignored; did you mean `command`?",
+                "servers.json: server `a`: unknown key `arg` is ignored; did you mean `args`?",
             ]
         );
         let far = warnings(r#"{"mcpServers": {"a": {"url": "http://h", "autoApprove": []}}}"#);
