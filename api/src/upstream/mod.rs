@@ -412,7 +412,11 @@ async fn supervise(upstream: Arc<Upstream>, owner: Weak<Upstreams>) {
                 let reason = loop {
                     tokio::select! {
                         quit = &mut closed => {
-                            tracing::warn!(server = %name, ?quit, "upstream connection closed");
+                            if stdio::stopping() {
+                                tracing::debug!(server = %name, ?quit, "upstream connection closed at shutdown");
+                            } else {
+                                tracing::warn!(server = %name, ?quit, "upstream connection closed");
+                            }
                             break "its connection closed (the process exited or the session ended)".to_owned();
                         }
                         () = changed.notified() => {

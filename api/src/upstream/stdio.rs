@@ -34,6 +34,11 @@ pub(crate) fn set_launcher(exe: PathBuf) {
     let _ = LAUNCHER.set(exe);
 }
 
+/// Whether [`shutdown`] has begun: connections closing now are expected, not failures.
+pub(crate) fn stopping() -> bool {
+    STOPPING.is_cancelled()
+}
+
 /// The cancellation token of one connection: a child of the shutdown token.
 pub(crate) fn connection_token() -> Result<CancellationToken, String> {
     if STOPPING.is_cancelled() {
