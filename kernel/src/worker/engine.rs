@@ -78,8 +78,9 @@ pub(crate) struct Engine {
 /// that drops a 100,000-entry `Map` leaves ~12 MB it never sees: measured, RSS grew by that much
 /// per call until the address-space limit (the old whole-state serialiser's path maps did
 /// this on every call). The live heap holds no `mcp.state` values between calls (they are
-/// JSON text until read), so this costs the same whatever the size of the state.
-fn collect_garbage() {
+/// JSON text until read), so this costs the same whatever the size of the state. The serve
+/// loop runs it after the call's answer has been written, so it is off the call's latency.
+pub(crate) fn collect_garbage() {
     boa_engine::gc::force_collect();
 }
 
@@ -455,7 +456,6 @@ impl Engine {
             }
             self.committed_sum = update.sum;
         }
-        collect_garbage();
         FromWorker::Done {
             id,
             result,
@@ -636,7 +636,6 @@ impl Engine {
             .discard_changes
             .call(&JsValue::undefined(), &[], &mut self.context)
             .is_ok();
-        collect_garbage();
         FromWorker::Failed {
             id,
             error: CallError {

@@ -130,9 +130,13 @@ pub(crate) fn run(fault: Option<WorkerFault>) -> ExitCode {
 
 async fn serve(mut engine: Engine, mut inbound: Inbound) {
     while let Some(message) = inbound.recv().await {
+        let mut ran_code = false;
         match message {
             ToWorker::Execute { id, code } => match engine.execute(id, &code, &mut inbound).await {
-                Some(reply) => outbound::push(&reply),
+                Some(reply) => {
+                    outbound::push(&reply);
+                    ran_code = true;
+                }
                 None => return,
             },
             ToWorker::Restore { entries } => outbound::push(&engine.restore(entries)),
@@ -141,5 +145,9 @@ async fn serve(mut engine: Engine, mut inbound: Inbound) {
             ToWorker::Shutdown | ToWorker::Init { .. } => return,
         }
         outbound::flush().await;
+        if ran_code {
+            // The answer is out: collect the call's garbage while the supervisor reads it.
+            engine::collect_garbage();
+        }
     }
 }
