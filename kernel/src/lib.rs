@@ -12,6 +12,7 @@
 //! - [`Worker::execute`] runs one call with a wall-clock deadline enforced by killing the process.
 
 mod children;
+mod heap;
 mod outcome;
 mod pool;
 mod probe;

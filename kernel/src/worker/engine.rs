@@ -73,15 +73,20 @@ pub(crate) struct Engine {
     stop_reading_stdin: bool,
 }
 
-/// Collects the garbage of the call that just ended. Boa's collector triggers on the bytes of
-/// its object headers only, not on the element, property and map storage they own, so a call
-/// that drops a 100,000-entry `Map` leaves ~12 MB it never sees: measured, RSS grew by that much
-/// per call until the address-space limit (the old whole-state serialiser's path maps did
-/// this on every call). The live heap holds no `mcp.state` values between calls (they are
-/// JSON text until read), so this costs the same whatever the size of the state. The serve
-/// loop runs it after the call's answer has been written, so it is off the call's latency.
+/// Collects the garbage of the call that just ended when the live heap grew by more than
+/// [`crate::heap::COLLECT_AFTER_GROWTH_BYTES`] since the last collection. Boa's collector
+/// triggers on the bytes of its object headers only, not on the element, property and map
+/// storage they own, so a call that drops a 100,000-entry `Map` leaves ~12 MB it never sees:
+/// measured, RSS grew by that much per call until the address-space limit (the old whole-state
+/// serialiser's path maps did this on every call). A full collection after every call cost
+/// more than the rest of a trivial call (`perf`: marking the realm dominated `return 1`), hence
+/// the growth test. The live heap holds no `mcp.state` values between calls (they are JSON text
+/// until read). The serve loop runs this after the call's answer has been written.
 pub(crate) fn collect_garbage() {
-    boa_engine::gc::force_collect();
+    if crate::heap::grew_since_last_collection() {
+        boa_engine::gc::force_collect();
+        crate::heap::collected();
+    }
 }
 
 /// The committed sizes after a delta: see [`Engine::check_delta`].
