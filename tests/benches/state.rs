@@ -177,14 +177,6 @@ async fn memory() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// RSS of `pid` in KiB, from `/proc/<pid>/status`.
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no VmRSS in {path}"))
+    mcpk_tests::rss_kib(pid)
 }

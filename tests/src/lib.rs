@@ -523,3 +523,28 @@ impl ExecuteResult for CallToolResult {
             .collect()
     }
 }
+
+/// Sends `SIGKILL` to `pid` with `kill -9`, and panics if that fails.
+pub fn kill_9(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Resident set size of `pid`, in KiB (`VmRSS` in `/proc/<pid>/status`; Linux only).
+///
+/// # Errors
+/// The process is gone or its status has no `VmRSS` line.
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no VmRSS in {path}"))
+}

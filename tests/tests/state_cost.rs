@@ -7,20 +7,12 @@ use std::time::Duration;
 use mcpk_tests::{ExecuteResult as _, Server};
 use serde_json::{Value, json};
 
-fn kill(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -9 {pid}");
-}
-
 /// Kills the session's only worker and waits until the server no longer lists it, so the
 /// next call has to restore the committed state into a new worker.
 async fn replace_the_worker(server: &Server) {
     let workers = server.workers();
     assert_eq!(workers.len(), 1, "one session, no warm pool: {workers:?}");
-    kill(workers[0]);
+    mcpk_tests::kill_9(workers[0]);
     let deadline = tokio::time::Instant::now() + mcpk_tests::REQUEST_DEADLINE;
     while server.workers().contains(&workers[0]) {
         assert!(
@@ -297,15 +289,8 @@ async fn reading_every_key_and_values_json_omits() {
     );
 }
 
-/// RSS of `pid` in KiB, from `/proc/<pid>/status`.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("a VmRSS line")
+    mcpk_tests::rss_kib(pid).expect("the worker's VmRSS")
 }
 
 #[tokio::test]

@@ -6,20 +6,12 @@ use std::time::Duration;
 use mcpk_tests::{ExecuteResult as _, Server};
 use serde_json::json;
 
-fn kill(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -9 {pid}");
-}
-
 #[tokio::test]
 async fn idle_workers_killed_from_outside_are_replaced() {
     let server = Server::start_with(&["--warm-workers", "2"]).await;
     let before = server.wait_for_workers(2).await;
     for &pid in &before {
-        kill(pid);
+        mcpk_tests::kill_9(pid);
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -45,7 +37,7 @@ async fn a_worker_killed_between_calls_is_replaced_transparently() {
     server.execute("mcp.state.n = 5").await;
     let workers = server.workers();
     assert_eq!(workers.len(), 1, "one session, no warm pool: {workers:?}");
-    kill(workers[0]);
+    mcpk_tests::kill_9(workers[0]);
     // The event, not a pause: the killed worker is gone before the next call.
     server
         .wait_for_worker_exit(workers[0], Duration::from_secs(30))
@@ -72,7 +64,7 @@ async fn a_worker_killed_mid_call_is_an_internal_error_and_the_session_resumes()
     });
     // Killed while provably running the loop, not before it started.
     assert_eq!(server.wait_for_spinning_worker(&before).await, worker);
-    kill(worker);
+    mcpk_tests::kill_9(worker);
     let result = call.await.unwrap();
     assert!(result.is_error());
     assert_eq!(result.error_name(), "InternalError", "{}", result.text());
