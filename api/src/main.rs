@@ -235,6 +235,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let max_result_bytes = config.max_result_bytes;
     let max_ms = config.max_timeout.as_millis();
     let timeout = match args.timeout_ms {
         None => config.default_timeout,
@@ -271,7 +272,10 @@ fn run(args: RunArgs) -> ExitCode {
             };
             println!("{printed}");
             if let Some(total) = value.truncated_from_bytes {
-                eprintln!("(result truncated: {total} bytes, over --max-result-bytes)");
+                eprintln!(
+                    "(result truncated: {total} bytes, over --max-result-bytes={max_result_bytes}; \
+                     filter in code or raise the limit)"
+                );
             }
             eprintln!("({} ms)", ran.duration.as_millis());
             ExitCode::SUCCESS

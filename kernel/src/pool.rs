@@ -242,6 +242,8 @@ async fn maintain(pool: Weak<WorkerPool>, refill: Arc<Notify>) {
                     }
                     continue;
                 }
+                // Shut down while this worker was starting: not a failure.
+                Err(_) if strong.closed.load(Ordering::SeqCst) => return,
                 Err(e) => {
                     failures += 1;
                     tracing::error!(error = %e, "could not spawn a warm worker");
