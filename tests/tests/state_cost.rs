@@ -2,8 +2,6 @@
 //! to end (also through a worker replacement), no reference into live state surviving a call,
 //! and a worker whose memory does not grow call by call with a large state.
 
-use std::time::Duration;
-
 use mcpk_tests::{ExecuteResult as _, Server};
 use serde_json::{Value, json};
 
@@ -13,15 +11,9 @@ async fn replace_the_worker(server: &Server) {
     let workers = server.workers();
     assert_eq!(workers.len(), 1, "one session, no warm pool: {workers:?}");
     mcpk_tests::kill_9(workers[0]);
-    let deadline = tokio::time::Instant::now() + mcpk_tests::REQUEST_DEADLINE;
-    while server.workers().contains(&workers[0]) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "worker {} did not exit",
-            workers[0]
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    server
+        .wait_for_worker_exit(workers[0], mcpk_tests::REQUEST_DEADLINE)
+        .await;
 }
 
 fn keys(value: &Value) -> Vec<&str> {
