@@ -39,6 +39,59 @@ if ! cmp -s tests/npm/package-lock.json "$npm_stamp"; then
   cp tests/npm/package-lock.json "$npm_stamp"
 fi
 
+# The session store's tests need a real Redis (they fail, never skip, without one): use one
+# that answers at $REDIS_URL or 127.0.0.1:6379, else start redis-server on a free port for this
+# run (installing it with apt-get when missing and root), and export REDIS_URL for the tests.
+redis_pong() { # host port: whether a Redis answers PING there (an auth-protected one counts)
+  timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "PING\r\n" >&3 && IFS= read -r reply <&3 &&
+    [[ $reply == +PONG* || $reply == -NOAUTH* ]]' _ "$1" "$2" 2>/dev/null
+}
+redis_url_answers() { # url
+  local rest=${1#*://}
+  rest=${rest#*@}
+  rest=${rest%%/*}
+  local host=${rest%:*} port=6379
+  [[ $rest == *:* ]] && port=${rest##*:}
+  redis_pong "${host:-127.0.0.1}" "$port"
+}
+if [ -n "${REDIS_URL:-}" ] && redis_url_answers "$REDIS_URL"; then
+  echo "using the Redis at REDIS_URL" >&2
+elif redis_pong 127.0.0.1 6379; then
+  export REDIS_URL=redis://127.0.0.1:6379
+  echo "using the Redis at $REDIS_URL" >&2
+else
+  if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "redis-server is missing: installing it with apt-get" >&2
+    apt-get update && apt-get install -y redis-server
+  fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "the session store tests need Redis: none answers at ${REDIS_URL:-127.0.0.1:6379} and" \
+      "redis-server is not installed; install it (e.g. apt-get install redis-server) or set" \
+      "REDIS_URL, then rerun" >&2
+    exit 1
+  fi
+  redis_port=6390
+  while (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; do
+    redis_port=$((redis_port + 1))
+  done
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    >"${TMPDIR:-/tmp}/mcpk-test-redis-$redis_port.log" 2>&1 &
+  redis_pid=$!
+  trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do
+    redis_pong 127.0.0.1 "$redis_port" && break
+    kill -0 "$redis_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ! redis_pong 127.0.0.1 "$redis_port"; then
+    echo "redis-server did not start on port $redis_port:" >&2
+    cat "${TMPDIR:-/tmp}/mcpk-test-redis-$redis_port.log" >&2
+    exit 1
+  fi
+  export REDIS_URL="redis://127.0.0.1:$redis_port"
+  echo "started redis-server for the tests at $REDIS_URL" >&2
+fi
+
 # The integration tests start target/debug/mcp-kernel; build it (and everything else) once.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked "$@"

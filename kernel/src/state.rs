@@ -118,8 +118,22 @@ impl CommittedState {
     }
 
     /// `(key JSON, value JSON)` pairs in key order.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&String, &String)> {
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &String)> {
         self.entries.iter()
+    }
+
+    /// The state with these `(key JSON, value JSON)` pairs in this order (a later duplicate
+    /// key replaces the earlier value in place), as a store reads it back.
+    pub fn from_entries(entries: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            entries: entries.into_iter().collect(),
+        }
+    }
+
+    /// The value JSON of one key (given as a JSON string literal), if present.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
     }
 }
 

@@ -22,6 +22,17 @@ use mcpk_kernel::{Worker, WorkerPool};
 mod host;
 pub use host::NoUpstreams;
 
+mod key;
+pub use key::{
+    CONNECTION_NAME_PREFIX, KeyError, MAX_SESSION_NAME_BYTES, MAX_TENANT_BYTES, SessionKey,
+};
+
+mod store;
+pub use store::{
+    Lease, Lookup, MemoryStore, RedisStore, SNAPSHOT_FORMAT, SessionMeta, Snapshot, Store,
+    StoreConfig, StoreError, StoredSkill, ToolSchema,
+};
+
 /// Infrastructure failures of a call, as opposed to failures of the user's code, which are
 /// [`CallOutcome`]s whose `result` is `Err`.
 #[derive(Debug, thiserror::Error)]
