@@ -43,8 +43,13 @@ fn soon() -> Instant {
 }
 
 async fn redis_store(mut config: StoreConfig) -> Store {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     config.key_prefix = format!("mcpk-test-{}:", uuid::Uuid::new_v4());
+    redis_store_at(config).await
+}
+
+/// A store on the test Redis with `config.key_prefix` as given (a second replica shares it).
+async fn redis_store_at(config: StoreConfig) -> Store {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     match Store::redis(&url, config).await {
         Ok(store) => store,
         Err(e) => panic!(
@@ -735,4 +740,69 @@ async fn redis_snapshot_of_another_format_is_refused() {
         "{err}"
     );
     cleanup(&store).await;
+}
+
+async fn the_lease_serialises_writers(store: &Store) {
+    const WRITERS: u64 = 12;
+    let k = key("counter");
+    let bump = || async {
+        let lease = store.acquire(&k, soon()).await.unwrap();
+        let n: u64 = match store.load(&k).await.unwrap() {
+            Lookup::Found(s) => s.state.get(r#""n""#).unwrap().parse().unwrap(),
+            _ => 0,
+        };
+        // Let the other writers run between the read and the write.
+        tokio::task::yield_now().await;
+        store
+            .commit(&k, &lease, &changes(vec![set("n", &(n + 1).to_string())]), &meta(T0_MS))
+            .await
+            .unwrap();
+        store.release(&k, &lease).await.unwrap();
+    };
+    futures::future::join_all((0..WRITERS).map(|_| bump())).await;
+    let snapshot = store.found(&k).await;
+    assert_eq!(snapshot.state.to_json(), format!(r#"{{"n":{WRITERS}}}"#));
+    assert_eq!(snapshot.meta.generation, WRITERS);
+}
+both!(the_lease_serialises_writers);
+
+#[tokio::test]
+async fn redis_two_replicas_hand_a_session_over() {
+    let one = redis_store(StoreConfig::default()).await;
+    let two = redis_store_at(one.config().clone()).await;
+    let k = key("moving");
+    let lease = one.acquire(&k, soon()).await.unwrap();
+    let busy = two
+        .acquire(&k, Instant::now() + Duration::from_millis(20))
+        .await;
+    assert!(matches!(busy, Err(StoreError::Busy { .. })), "{busy:?}");
+    one.commit(&k, &lease, &changes(vec![set("from", r#""one""#)]), &meta(T0_MS))
+        .await
+        .unwrap();
+    let (taken, ()) = tokio::join!(two.acquire(&k, soon()), async {
+        one.release(&k, &lease).await.unwrap();
+    });
+    let taken = taken.unwrap();
+    assert_eq!(taken.generation, 1);
+    assert!(taken.token > lease.token);
+    let snapshot = two.found(&k).await;
+    assert_eq!(snapshot.state.to_json(), r#"{"from":"one"}"#);
+    two.commit(&k, &taken, &changes(vec![set("from", r#""two""#)]), &meta(T0_MS + 1))
+        .await
+        .unwrap();
+    assert_eq!(one.found(&k).await.state.to_json(), r#"{"from":"two"}"#);
+    assert_eq!(one.list("acme").await.unwrap().len(), 1);
+    cleanup(&one).await;
+}
+
+#[tokio::test]
+async fn redis_that_does_not_answer_is_a_backend_error() {
+    let err = Store::redis("redis://127.0.0.1:1", StoreConfig::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::Backend(m) if m.starts_with("redis: ")), "{err}");
+    let err = Store::redis("not a url", StoreConfig::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
 }
