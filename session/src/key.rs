@@ -79,16 +79,20 @@ impl SessionKey {
     /// # Errors
     /// [`KeyError::Tenant`] naming the refused value.
     pub fn check_tenant(tenant: String) -> Result<String, KeyError> {
-        let ok = (1..=MAX_TENANT_BYTES).contains(&tenant.len())
-            && tenant
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if ok {
+        if valid_tenant(&tenant) {
             Ok(tenant)
         } else {
             Err(KeyError::Tenant { tenant })
         }
     }
+}
+
+/// `^[A-Za-z0-9_.-]{1,64}$`.
+pub(crate) fn valid_tenant(tenant: &str) -> bool {
+    (1..=MAX_TENANT_BYTES).contains(&tenant.len())
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// `^[A-Za-z0-9_.:-]{1,128}$`.

@@ -31,7 +31,7 @@ use std::time::Duration;
 use mcpk_kernel::{CommittedState, StateDelta};
 use serde::{Deserialize, Serialize};
 
-use crate::key::SessionKey;
+use crate::key::{KeyError, SessionKey, valid_tenant};
 
 mod memory;
 mod redis;
@@ -180,6 +180,10 @@ pub enum StoreError {
         /// The configured limit.
         max_skills_per_tenant: usize,
     },
+    /// The tenant does not match its pattern (a [`SessionKey`] built by hand): refused, since
+    /// a `:` in it could make two tenants' keys meet.
+    #[error(transparent)]
+    Key(#[from] KeyError),
     /// The backend failed: Redis unreachable, timed out, or refused a command.
     #[error("snapshot store backend: {0}")]
     Backend(String),
@@ -252,6 +256,18 @@ pub enum Store {
     Redis(RedisStore),
 }
 
+/// Refuses a tenant outside `^[A-Za-z0-9_.-]{1,64}$` before it reaches a key.
+fn check_tenant(tenant: &str) -> Result<(), StoreError> {
+    if valid_tenant(tenant) {
+        Ok(())
+    } else {
+        Err(KeyError::Tenant {
+            tenant: tenant.to_owned(),
+        }
+        .into())
+    }
+}
+
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
@@ -288,6 +304,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`]; [`StoreError::Format`] for a snapshot this build cannot read.
     pub async fn load(&self, key: &SessionKey) -> Result<Lookup, StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.load(key).await)
     }
 
@@ -301,6 +318,7 @@ impl Store {
         key: &SessionKey,
         wait_until: tokio::time::Instant,
     ) -> Result<Lease, StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.acquire(key, wait_until).await)
     }
 
@@ -309,6 +327,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Fenced`] when the lease is no longer held; [`StoreError::Backend`].
     pub async fn renew(&self, key: &SessionKey, lease: &Lease) -> Result<(), StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.renew(key, lease).await)
     }
 
@@ -328,6 +347,7 @@ impl Store {
         delta: &StateDelta,
         meta: &SessionMeta,
     ) -> Result<SessionMeta, StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.commit(key, lease, delta, meta).await)
     }
 
@@ -343,6 +363,7 @@ impl Store {
         lease: &Lease,
         meta: &SessionMeta,
     ) -> Result<SessionMeta, StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.touch(key, lease, meta).await)
     }
 
@@ -351,6 +372,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn release(&self, key: &SessionKey, lease: &Lease) -> Result<(), StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.release(key, lease).await)
     }
 
@@ -360,6 +382,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.delete(key).await)
     }
 
@@ -368,6 +391,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn forget_tombstone(&self, key: &SessionKey) -> Result<(), StoreError> {
+        check_tenant(&key.tenant)?;
         dispatch!(self, s => s.forget_tombstone(key).await)
     }
 
@@ -377,6 +401,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`]; [`StoreError::Format`] for a damaged record.
     pub async fn list(&self, tenant: &str) -> Result<Vec<(String, SessionMeta)>, StoreError> {
+        check_tenant(tenant)?;
         dispatch!(self, s => s.list(tenant).await)
     }
 
@@ -387,6 +412,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::TooManySkills`], [`StoreError::Backend`].
     pub async fn skill_save(&self, tenant: &str, skill: StoredSkill) -> Result<u64, StoreError> {
+        check_tenant(tenant)?;
         dispatch!(self, s => s.skill_save(tenant, skill).await)
     }
 
@@ -399,6 +425,7 @@ impl Store {
         tenant: &str,
         name: &str,
     ) -> Result<Option<StoredSkill>, StoreError> {
+        check_tenant(tenant)?;
         dispatch!(self, s => s.skill_get(tenant, name).await)
     }
 
@@ -407,6 +434,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`]; [`StoreError::Format`] for a damaged record.
     pub async fn skill_list(&self, tenant: &str) -> Result<(u64, Vec<StoredSkill>), StoreError> {
+        check_tenant(tenant)?;
         dispatch!(self, s => s.skill_list(tenant).await)
     }
 
@@ -416,6 +444,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn skill_delete(&self, tenant: &str, name: &str) -> Result<Option<u64>, StoreError> {
+        check_tenant(tenant)?;
         dispatch!(self, s => s.skill_delete(tenant, name).await)
     }
 
@@ -425,6 +454,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn skills_version(&self, tenant: &str) -> Result<u64, StoreError> {
+        check_tenant(tenant)?;
         dispatch!(self, s => s.skills_version(tenant).await)
     }
 
@@ -435,6 +465,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Backend`].
     pub async fn footprint(&self, key: &SessionKey) -> Result<Option<u64>, StoreError> {
+        check_tenant(&key.tenant)?;
         match self {
             Store::Memory(_) => Ok(None),
             Store::Redis(s) => s.footprint(key).await,

@@ -8,6 +8,7 @@ use mcpk_kernel::{CommittedState, StateDelta};
 use tokio::time::Instant;
 
 use super::*;
+use crate::key::KeyError;
 
 const T0_MS: u64 = 1_700_000_000_000;
 
@@ -754,7 +755,12 @@ async fn the_lease_serialises_writers(store: &Store) {
         // Let the other writers run between the read and the write.
         tokio::task::yield_now().await;
         store
-            .commit(&k, &lease, &changes(vec![set("n", &(n + 1).to_string())]), &meta(T0_MS))
+            .commit(
+                &k,
+                &lease,
+                &changes(vec![set("n", &(n + 1).to_string())]),
+                &meta(T0_MS),
+            )
             .await
             .unwrap();
         store.release(&k, &lease).await.unwrap();
@@ -776,9 +782,14 @@ async fn redis_two_replicas_hand_a_session_over() {
         .acquire(&k, Instant::now() + Duration::from_millis(20))
         .await;
     assert!(matches!(busy, Err(StoreError::Busy { .. })), "{busy:?}");
-    one.commit(&k, &lease, &changes(vec![set("from", r#""one""#)]), &meta(T0_MS))
-        .await
-        .unwrap();
+    one.commit(
+        &k,
+        &lease,
+        &changes(vec![set("from", r#""one""#)]),
+        &meta(T0_MS),
+    )
+    .await
+    .unwrap();
     let (taken, ()) = tokio::join!(two.acquire(&k, soon()), async {
         one.release(&k, &lease).await.unwrap();
     });
@@ -787,9 +798,14 @@ async fn redis_two_replicas_hand_a_session_over() {
     assert!(taken.token > lease.token);
     let snapshot = two.found(&k).await;
     assert_eq!(snapshot.state.to_json(), r#"{"from":"one"}"#);
-    two.commit(&k, &taken, &changes(vec![set("from", r#""two""#)]), &meta(T0_MS + 1))
-        .await
-        .unwrap();
+    two.commit(
+        &k,
+        &taken,
+        &changes(vec![set("from", r#""two""#)]),
+        &meta(T0_MS + 1),
+    )
+    .await
+    .unwrap();
     assert_eq!(one.found(&k).await.state.to_json(), r#"{"from":"two"}"#);
     assert_eq!(one.list("acme").await.unwrap().len(), 1);
     cleanup(&one).await;
@@ -800,9 +816,37 @@ async fn redis_that_does_not_answer_is_a_backend_error() {
     let err = Store::redis("redis://127.0.0.1:1", StoreConfig::default())
         .await
         .unwrap_err();
-    assert!(matches!(&err, StoreError::Backend(m) if m.starts_with("redis: ")), "{err}");
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.starts_with("redis: ")),
+        "{err}"
+    );
     let err = Store::redis("not a url", StoreConfig::default())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err}");
 }
+
+async fn a_hand_built_tenant_with_a_colon_is_refused(store: &Store) {
+    // "a:b"/"c" and "a"/"b:c" would share the Redis key `…:snap:a:b:c`.
+    let k = SessionKey {
+        tenant: "a:b".into(),
+        name: "c".into(),
+    };
+    let err = store.load(&k).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Key(KeyError::Tenant {
+            tenant: "a:b".into()
+        })
+    );
+    assert!(err.to_string().contains("invalid tenant \"a:b\""), "{err}");
+    assert!(matches!(
+        store.acquire(&k, soon()).await,
+        Err(StoreError::Key(_))
+    ));
+    assert!(matches!(
+        store.skills_version("a:b").await,
+        Err(StoreError::Key(_))
+    ));
+}
+both!(a_hand_built_tenant_with_a_colon_is_refused);
