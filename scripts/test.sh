@@ -77,7 +77,7 @@ else
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
     >"${TMPDIR:-/tmp}/mcpk-test-redis-$redis_port.log" 2>&1 &
   redis_pid=$!
-  trap 'kill "$redis_pid" 2>/dev/null || true' EXIT
+  trap 'kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true' EXIT
   for _ in $(seq 100); do
     redis_pong 127.0.0.1 "$redis_port" && break
     kill -0 "$redis_pid" 2>/dev/null || break
