@@ -336,7 +336,8 @@ impl MemoryStore {
         for key in expired {
             inner.sessions.remove(&key);
         }
-        out.sort_by(|a, b| b.1.last_used_ms.cmp(&a.1.last_used_ms).then(a.0.cmp(&b.0)));
+        // Ties as Redis's ZREVRANGE orders them: name descending.
+        out.sort_by(|a, b| (b.1.last_used_ms, &b.0).cmp(&(a.1.last_used_ms, &a.0)));
         Ok(out)
     }
 

@@ -674,6 +674,26 @@ impl RedisStore {
         (left(snap), left(tomb))
     }
 
+    /// Test helper: takes `by` off the snapshot's and tombstone's time to live, as if that
+    /// much time had passed.
+    #[cfg(test)]
+    pub(crate) async fn age(&self, key: &SessionKey, by: Duration) {
+        for kind in ["snap", "tomb"] {
+            let k = self.session_key(kind, key);
+            let left: i64 = ::redis::cmd("PTTL")
+                .arg(&k)
+                .query_async(&mut self.con())
+                .await
+                .expect("PTTL");
+            let _: i64 = ::redis::cmd("PEXPIRE")
+                .arg(&k)
+                .arg(left - i64::try_from(by.as_millis()).expect("ms"))
+                .query_async(&mut self.con())
+                .await
+                .expect("PEXPIRE");
+        }
+    }
+
     /// Test helper: the raw hash of a session's snapshot.
     #[cfg(test)]
     pub(crate) async fn raw_snapshot(&self, key: &SessionKey) -> Vec<(String, String)> {

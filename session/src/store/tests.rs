@@ -112,6 +112,14 @@ impl Store {
         }
     }
 
+    /// As if `by` had passed for the session's snapshot and tombstone.
+    async fn age(&self, key: &SessionKey, by: Duration) {
+        match self {
+            Store::Memory(_) => tokio::time::advance(by).await,
+            Store::Redis(s) => s.age(key, by).await,
+        }
+    }
+
     async fn found(&self, key: &SessionKey) -> Snapshot {
         match self.load(key).await.unwrap() {
             Lookup::Found(snapshot) => snapshot,
@@ -850,3 +858,53 @@ async fn a_hand_built_tenant_with_a_colon_is_refused(store: &Store) {
     ));
 }
 both!(a_hand_built_tenant_with_a_colon_is_refused);
+
+async fn touch_and_commit_refresh_retention(store: &Store) {
+    let k = key("kept");
+    let config = store.config().clone();
+    let day = Duration::from_secs(24 * 3600);
+    let near = |left: Option<Duration>, full: Duration| {
+        let left = left.expect("a TTL is set");
+        left <= full && left + Duration::from_secs(60) > full
+    };
+    let lease = store.acquire(&k, soon()).await.unwrap();
+    store
+        .commit(&k, &lease, &changes(vec![set("a", "1")]), &meta(T0_MS))
+        .await
+        .unwrap();
+    // Released, so that the lease (shorter than a day) does not matter to aging.
+    store.release(&k, &lease).await.unwrap();
+    store.age(&k, day).await;
+    let (snap, tomb) = store.ttls(&k).await;
+    assert!(near(snap, config.retention - day), "{snap:?}");
+    assert!(near(tomb, config.effective_tombstone() - day), "{tomb:?}");
+    let lease = store.acquire(&k, soon()).await.unwrap();
+    store.touch(&k, &lease, &meta(T0_MS + 1)).await.unwrap();
+    let (snap, tomb) = store.ttls(&k).await;
+    assert!(near(snap, config.retention), "{snap:?}");
+    assert!(near(tomb, config.effective_tombstone()), "{tomb:?}");
+    store.release(&k, &lease).await.unwrap();
+    store.age(&k, day).await;
+    let lease = store.acquire(&k, soon()).await.unwrap();
+    store
+        .commit(&k, &lease, &changes(vec![set("a", "2")]), &meta(T0_MS + 2))
+        .await
+        .unwrap();
+    let (snap, tomb) = store.ttls(&k).await;
+    assert!(near(snap, config.retention), "{snap:?}");
+    assert!(near(tomb, config.effective_tombstone()), "{tomb:?}");
+}
+both!(touch_and_commit_refresh_retention);
+
+#[test]
+fn the_tombstone_outlives_retention_twice_over() {
+    let config = StoreConfig {
+        retention: Duration::from_secs(10),
+        tombstone: Duration::from_secs(5),
+        ..StoreConfig::default()
+    };
+    assert_eq!(config.effective_tombstone(), Duration::from_secs(20));
+    let defaults = StoreConfig::default();
+    assert_eq!(defaults.effective_tombstone(), defaults.tombstone);
+    assert_eq!(defaults.tombstone, defaults.retention * 2);
+}
