@@ -108,7 +108,7 @@ impl MemoryStore {
         if let Some(stored) = inner.session(key, now) {
             return Ok(Lookup::Found(Snapshot {
                 format: SNAPSHOT_FORMAT,
-                meta: stored.meta,
+                meta: stored.meta.clone(),
                 state: stored.state.clone(),
             }));
         }
@@ -208,8 +208,8 @@ impl MemoryStore {
         if !inner.holds(key, lease, now) {
             return Err(fenced(key, lease));
         }
-        let existing = inner.session(key, now).map(|s| (s.size, s.meta));
-        let old_size = existing.map_or_else(StateSize::default, |(size, _)| size);
+        let existing = inner.session(key, now).map(|s| s.size);
+        let old_size = existing.unwrap_or_default();
         let new_size = match delta {
             Some(delta) => {
                 let state = inner.sessions.get(key).map(|s| &s.state);
@@ -250,7 +250,7 @@ impl MemoryStore {
         stored.meta.last_used_ms = meta.last_used_ms;
         stored.meta.state_bytes = new_size.json_bytes();
         stored.expires = now + config.retention;
-        let stored_meta = stored.meta;
+        let stored_meta = stored.meta.clone();
         self.put_tombstone(inner, key, now + config.effective_tombstone(), now);
         if let Some(held) = inner.leases.get_mut(key) {
             held.expires = now + config.lease_ttl;
@@ -330,7 +330,7 @@ impl MemoryStore {
             if stored.expires <= now {
                 expired.push(key.clone());
             } else {
-                out.push((key.name.clone(), stored.meta));
+                out.push((key.name.clone(), stored.meta.clone()));
             }
         }
         for key in expired {

@@ -46,16 +46,19 @@ pub const SNAPSHOT_FORMAT: u32 = 1;
 /// What a session's snapshot says about it besides its state.
 ///
 /// JSON: `{"created_ms", "last_used_ms", "state_bytes", "generation"}`, all integers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionMeta {
     /// When the session was first stored, unix ms. Kept from the first commit or touch.
     pub created_ms: u64,
     /// When the session last ran a call, unix ms, as the caller gave it.
     pub last_used_ms: u64,
     /// Size of the committed state as one JSON object text
-    /// ([`CommittedState::json_bytes`]), in bytes. Computed by the store.
+    /// ([`CommittedState::json_bytes`]), in bytes. Computed by the store (the value given to
+    /// [`Store::commit`] is not used).
     pub state_bytes: u64,
-    /// Commits so far. Computed by the store: each commit adds one.
+    /// Commits so far. Computed by the store, which adds one per commit (the value given to
+    /// [`Store::commit`] is not used; a caller that holds the lease and was current at
+    /// acquire time computes the same).
     pub generation: u64,
 }
 
@@ -335,7 +338,7 @@ impl Store {
     /// lease's token; creates the snapshot if there is none. Takes `created_ms` (first commit
     /// only) and `last_used_ms` from `meta`; computes `state_bytes` and `generation` (one more)
     /// itself. Refreshes the snapshot's retention, the tombstone, the tenant index and the
-    /// lease. Returns the metadata as stored.
+    /// lease.
     ///
     /// # Errors
     /// [`StoreError::Fenced`] (nothing written), [`StoreError::TooLarge`] (nothing written),
@@ -346,14 +349,14 @@ impl Store {
         lease: &Lease,
         delta: &StateDelta,
         meta: &SessionMeta,
-    ) -> Result<SessionMeta, StoreError> {
+    ) -> Result<(), StoreError> {
         check_tenant(&key.tenant)?;
-        dispatch!(self, s => s.commit(key, lease, delta, meta).await)
+        dispatch!(self, s => s.commit(key, lease, delta, meta).await).map(drop)
     }
 
     /// Records a use without a state change: `last_used_ms` from `meta` (and `created_ms` when
     /// there is no snapshot yet, which this creates with the state `{}`), retention, tombstone,
-    /// index and lease refreshed. Writes only metadata. Returns the metadata as stored.
+    /// index and lease refreshed. Writes only metadata.
     ///
     /// # Errors
     /// As [`Store::commit`], without `TooLarge`.
@@ -362,9 +365,9 @@ impl Store {
         key: &SessionKey,
         lease: &Lease,
         meta: &SessionMeta,
-    ) -> Result<SessionMeta, StoreError> {
+    ) -> Result<(), StoreError> {
         check_tenant(&key.tenant)?;
-        dispatch!(self, s => s.touch(key, lease, meta).await)
+        dispatch!(self, s => s.touch(key, lease, meta).await).map(drop)
     }
 
     /// Gives the lease up if it is still this one's (a lease already lost is not an error).

@@ -164,7 +164,7 @@ async fn commit_and_compare(
     generation: u64,
 ) {
     oracle.apply(delta.clone());
-    let stored = store
+    store
         .commit(k, lease, &delta, &meta(T0_MS + generation))
         .await
         .unwrap();
@@ -178,7 +178,6 @@ async fn commit_and_compare(
         state_bytes: oracle.json_bytes() as u64,
         generation,
     };
-    assert_eq!(stored, expected);
     assert_eq!(snapshot.meta, expected);
 }
 
@@ -242,7 +241,8 @@ both!(state_round_trip);
 async fn touch_writes_meta_only(store: &Store) {
     let k = key("touched");
     let lease = store.acquire(&k, soon()).await.unwrap();
-    let touched = store.touch(&k, &lease, &meta(T0_MS + 5)).await.unwrap();
+    store.touch(&k, &lease, &meta(T0_MS + 5)).await.unwrap();
+    let touched = store.found(&k).await.meta;
     assert_eq!(
         touched,
         SessionMeta {
@@ -261,7 +261,8 @@ async fn touch_writes_meta_only(store: &Store) {
         .unwrap();
     let mut later = meta(T0_MS + 9);
     later.created_ms = 1; // ignored: the first commit's stays
-    let touched = store.touch(&k, &lease, &later).await.unwrap();
+    store.touch(&k, &lease, &later).await.unwrap();
+    let touched = store.found(&k).await.meta;
     assert_eq!((touched.generation, touched.state_bytes), (1, 7));
     assert_eq!(
         (touched.created_ms, touched.last_used_ms),
@@ -366,11 +367,11 @@ async fn a_stale_lease_is_fenced(store: &Store) {
         Err(StoreError::Busy { .. })
     ));
     store.renew(&k, &b).await.unwrap();
-    let stored = store
+    store
         .commit(&k, &b, &changes(vec![set("x", "3")]), &meta(T0_MS + 2))
         .await
         .unwrap();
-    assert_eq!(stored.generation, 2);
+    assert_eq!(store.found(&k).await.meta.generation, 2);
     assert_eq!(store.found(&k).await.state.to_json(), r#"{"x":3}"#);
 }
 both!(a_stale_lease_is_fenced);
@@ -418,11 +419,11 @@ async fn too_large_at_the_cap(store: &Store) {
     let k = key("big");
     let lease = store.acquire(&k, soon()).await.unwrap();
     let at_cap = changes(vec![set("k", &value_for_total(100))]);
-    let stored = store
+    store
         .commit(&k, &lease, &at_cap, &meta(T0_MS))
         .await
         .unwrap();
-    assert_eq!(stored.state_bytes, 100);
+    assert_eq!(store.found(&k).await.meta.state_bytes, 100);
     // Replacing the key with another value of the same size stays at the cap.
     let same = changes(vec![set("k", &value_for_total(100).replace('x', "y"))]);
     store.commit(&k, &lease, &same, &meta(T0_MS)).await.unwrap();
@@ -456,8 +457,8 @@ async fn too_large_at_the_cap(store: &Store) {
         Err(StoreError::TooLarge { bytes: 106, .. })
     ));
     let swap = changes(vec![del("k"), set("m", "1")]);
-    let stored = store.commit(&k, &lease, &swap, &meta(T0_MS)).await.unwrap();
-    assert_eq!(stored.state_bytes, 7);
+    store.commit(&k, &lease, &swap, &meta(T0_MS)).await.unwrap();
+    assert_eq!(store.found(&k).await.meta.state_bytes, 7);
 }
 both!(too_large_at_the_cap, capped(100));
 
