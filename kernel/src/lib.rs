@@ -28,7 +28,10 @@ pub use outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLev
 pub use pool::{KernelConfig, WorkerPool};
 pub use probe::{Attempt as ProbeAttempt, run_sandbox_probe};
 pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
-pub use protocol::{Detail, HostOp, MAX_FRAME_BYTES};
+pub use protocol::{
+    Detail, HostOp, MAX_FRAME_BYTES, MAX_SKILL_SOURCE_BYTES, SkillLibrary, SkillSource, ToolRef,
+    is_skill_name,
+};
 pub use state::{CommittedState, StateAccess, StateDelta};
 pub use stderr::{MAX_STDERR_LINE_BYTES, stderr_lines};
 pub use worker::WorkerFault;

@@ -19,7 +19,8 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
 use crate::protocol::{
-    FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, PROTOCOL_VERSION, ToWorker, WorkerLimits, codec,
+    FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, PROTOCOL_VERSION, SkillLibrary, ToWorker,
+    WorkerLimits, codec,
 };
 use crate::state::{CommittedState, StateDelta};
 use crate::worker::WorkerFault;
@@ -67,6 +68,17 @@ pub enum KernelError {
         /// The deadline that passed.
         timeout: Duration,
     },
+    /// The skills library given to [`Worker::execute`] is bigger, as JSON, than one frame to
+    /// a worker may carry; nothing was sent and the worker is unchanged.
+    #[error(
+        "the skills library is {library_bytes} bytes as JSON, over the {max_bytes}-byte limit for sending it to a worker; delete skills that are no longer needed (mcp.skills.delete)"
+    )]
+    SkillLibraryTooLarge {
+        /// Size of the library as JSON, in bytes.
+        library_bytes: usize,
+        /// The limit, in bytes.
+        max_bytes: usize,
+    },
 }
 
 /// The future a [`HostHandler`] returns: the JSON answer, or an error message that sandboxed
@@ -92,6 +104,12 @@ pub struct Execution {
     /// The worker is gone (killed at the deadline, crashed, or poisoned by a runtime limit) and
     /// must not be used again; the session restores its committed state into a new one.
     pub worker_lost: bool,
+    /// The names the call looked up on `skills` (`skills.x`, `'x' in skills`, and every name
+    /// when it enumerated `skills`), whether or not the library had them, deduplicated, in
+    /// first-use order; names that cannot be skills are left out, and at most 1,024 are kept.
+    /// Empty when the call used no skill, or when the worker was lost. The result of a call
+    /// with a non-empty list depends on the skills library version.
+    pub skills_used: Vec<String>,
 }
 
 /// Last lines of a worker's stderr, kept to classify its death.
@@ -144,6 +162,8 @@ pub struct Worker {
     limits: WorkerLimits,
     faults: Arc<Faults>,
     next_id: u64,
+    /// Version of the last skills library sent to the worker.
+    skills_version: Option<u64>,
 }
 
 impl Drop for Worker {
@@ -229,6 +249,7 @@ impl Worker {
             limits,
             faults,
             next_id: 0,
+            skills_version: None,
         };
         let ready = tokio::time::timeout(STARTUP_TIMEOUT, async {
             worker
@@ -262,6 +283,16 @@ impl Worker {
     #[must_use]
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Version of the last skills library sent to this worker with [`Worker::execute`], or
+    /// `None` for a worker that was never sent one. A session sends its tenant's library
+    /// again whenever this differs from the library's current version. What the worker's
+    /// own calls saved or deleted since is not counted: those calls bumped the library's
+    /// version, so the next call sends it again anyway.
+    #[must_use]
+    pub fn skills_version(&self) -> Option<u64> {
+        self.skills_version
     }
 
     /// Whether the process is still running (it may have been killed from outside).
@@ -364,11 +395,35 @@ impl Worker {
     ///
     /// Logs are capped at `max_log_bytes` here too, so a misbehaving worker cannot flood the
     /// supervisor.
+    ///
+    /// `skills`, when set, replaces the worker's skills library (`skills.<name>`) before the
+    /// code runs, and [`Worker::skills_version`] becomes its version; `None` keeps the library
+    /// the worker has (none, for a fresh worker).
+    ///
+    /// # Errors
+    /// [`KernelError::SkillLibraryTooLarge`] when `skills` is more than 32 MiB as JSON (the
+    /// limit of a host message, so the frame stays within [`crate::MAX_FRAME_BYTES`]); nothing
+    /// is sent, and the worker can still be used. Every failure of the call itself is an
+    /// [`Execution`] whose outcome says what happened.
     pub async fn execute(
         &mut self,
         code: &str,
         timeout: Duration,
         host: Arc<dyn HostHandler>,
+        skills: Option<SkillLibrary>,
+    ) -> Result<Execution, KernelError> {
+        let skills_version = skills.as_ref().map(check_library).transpose()?;
+        Ok(self.run(code, timeout, host, skills, skills_version).await)
+    }
+
+    /// [`Worker::execute`] once the library passed its check.
+    async fn run(
+        &mut self,
+        code: &str,
+        timeout: Duration,
+        host: Arc<dyn HostHandler>,
+        skills: Option<SkillLibrary>,
+        skills_version: Option<u64>,
     ) -> Execution {
         self.next_id += 1;
         let id = self.next_id;
@@ -387,11 +442,13 @@ impl Worker {
             },
             state_delta: None,
             worker_lost: true,
+            skills_used: Vec::new(),
         };
         if self
             .queue(&ToWorker::Execute {
                 id,
                 code: code.to_owned(),
+                skills,
             })
             .is_err()
         {
@@ -399,6 +456,9 @@ impl Worker {
             let status = self.reap_until(until).await;
             let (kind, summary) = self.classify_death(status);
             return lost(logs, kind, format!("the worker is gone; {summary}"));
+        }
+        if skills_version.is_some() {
+            self.skills_version = skills_version;
         }
         let max_in_flight = self.limits.max_host_calls_in_flight;
         let mut host_calls = FuturesUnordered::new();
@@ -430,7 +490,7 @@ impl Worker {
                         let answer = host.call(op);
                         host_calls.push(async move { (call, answer.await) });
                     }
-                    Some(FromWorker::Done { id: done_id, result, truncated_from_bytes, state, access }) if done_id == id => {
+                    Some(FromWorker::Done { id: done_id, result, truncated_from_bytes, state, access, skills_used }) if done_id == id => {
                         return Execution {
                             outcome: CallOutcome {
                                 result: Ok(CallValue { json: result, truncated_from_bytes, state_access: access }),
@@ -438,9 +498,10 @@ impl Worker {
                             },
                             state_delta: state,
                             worker_lost: false,
+                            skills_used,
                         };
                     }
-                    Some(FromWorker::Failed { id: failed_id, error, poisoned }) if failed_id == id => {
+                    Some(FromWorker::Failed { id: failed_id, error, poisoned, skills_used }) if failed_id == id => {
                         if poisoned {
                             let _ = self.child.start_kill();
                         }
@@ -448,6 +509,7 @@ impl Worker {
                             outcome: CallOutcome { result: Err(error), logs: logs.entries },
                             state_delta: None,
                             worker_lost: poisoned,
+                            skills_used,
                         };
                     }
                     Some(other) => {
@@ -577,6 +639,36 @@ impl Worker {
     }
 }
 
+/// The version of a library small enough to send, or [`KernelError::SkillLibraryTooLarge`].
+fn check_library(library: &SkillLibrary) -> Result<u64, KernelError> {
+    let library_bytes = json_bytes(library);
+    if library_bytes > MAX_HOST_MESSAGE_BYTES {
+        return Err(KernelError::SkillLibraryTooLarge {
+            library_bytes,
+            max_bytes: MAX_HOST_MESSAGE_BYTES,
+        });
+    }
+    Ok(library.version)
+}
+
+/// Bytes of `value` as JSON, counted without building the text.
+fn json_bytes<T: serde::Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to `Count` cannot fail, and these types always serialise.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 /// The encoded `HostReply` frame. An answer bigger than [`MAX_HOST_MESSAGE_BYTES`] as JSON is
 /// replaced by an error naming its size, so no reply frame can exceed the frame limit.
 fn host_reply(call: u64, result: Result<serde_json::Value, String>) -> Bytes {
@@ -704,6 +796,32 @@ mod tests {
             error,
             format!(
                 "the answer is {} bytes as JSON, over the {MAX_HOST_MESSAGE_BYTES}-byte limit for host replies; ask for less (a range, a filter, a page)",
+                MAX_HOST_MESSAGE_BYTES + 1
+            )
+        );
+    }
+
+    #[test]
+    fn skill_libraries_up_to_the_limit_pass_and_bigger_ones_are_refused() {
+        let library = |source_bytes: usize| SkillLibrary {
+            version: 9,
+            skills: vec![crate::protocol::SkillSource {
+                name: "s".to_owned(),
+                source: "x".repeat(source_bytes),
+            }],
+        };
+        let envelope = serde_json::to_vec(&library(0))
+            .map(|v| v.len())
+            .unwrap_or_default();
+        let at_limit = library(MAX_HOST_MESSAGE_BYTES - envelope);
+        assert_eq!(json_bytes(&at_limit), MAX_HOST_MESSAGE_BYTES);
+        assert_eq!(check_library(&at_limit).ok(), Some(9));
+        let over = library(MAX_HOST_MESSAGE_BYTES - envelope + 1);
+        let error = check_library(&over).expect_err("too large");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the skills library is {} bytes as JSON, over the {MAX_HOST_MESSAGE_BYTES}-byte limit for sending it to a worker; delete skills that are no longer needed (mcp.skills.delete)",
                 MAX_HOST_MESSAGE_BYTES + 1
             )
         );

@@ -12,10 +12,11 @@
 //!                          ◀───────  Ready{version, pid}
 //!   Restore{state}         ───────▶                       (optional, when a session resumes)
 //!                          ◀───────  Restored | Failed
-//!   Execute{id, code}      ───────▶
+//!   Execute{id, code,      ───────▶                       (skills: the library when the
+//!           skills}                                        worker's is stale, else None)
 //!                          ◀───────  Log{..}* HostCall{..}*
 //!   HostReply{call, ..}    ───────▶                       (any order, many in flight)
-//!                          ◀───────  Done{..} | Failed{..}
+//!                          ◀───────  Done{..} | Failed{..}   (both name the skills used)
 //!   Shutdown               ───────▶  (exits)
 //! ```
 //! Cancellation is not a message: the supervisor kills the worker process, the only mechanism
@@ -27,7 +28,7 @@ use crate::outcome::{CallError, LogEntry};
 use crate::state::{StateAccess, StateDelta};
 
 /// Version of this protocol; bumped on any incompatible change to the enums below.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts, in bytes: room for an 8 MiB state, JSON-escaped.
 /// [`KernelConfig::worst_case_frame_bytes`](crate::KernelConfig::worst_case_frame_bytes) must
@@ -37,6 +38,58 @@ pub const MAX_FRAME_BYTES: usize = 64 << 20;
 /// Largest host call (its arguments as JSON) and largest host reply, in bytes. Bigger ones are
 /// refused with an error naming the size, so no frame ever exceeds [`MAX_FRAME_BYTES`].
 pub(crate) const MAX_HOST_MESSAGE_BYTES: usize = 32 << 20;
+
+/// Largest source text of one skill, in bytes of UTF-8: `mcp.skills.save` refuses a bigger
+/// one with a `RangeError` naming this limit, in the worker, before any host call. It bounds
+/// what one save stores, not the library as a whole (that is bounded by the frame that
+/// carries it, see [`Worker::execute`](crate::Worker::execute)).
+pub const MAX_SKILL_SOURCE_BYTES: usize = 64 << 10;
+
+/// Whether `name` is a valid skill name: `^[A-Za-z_$][A-Za-z0-9_$]{0,63}$`, an ASCII
+/// JavaScript identifier of at most 64 characters, so `skills.<name>` always works.
+#[must_use]
+pub fn is_skill_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$';
+    matches!(bytes.first(), Some(b) if word(b) && !b.is_ascii_digit())
+        && bytes.len() <= 64
+        && bytes.iter().all(word)
+}
+
+/// An upstream tool a skill's source refers to literally (`servers.A.B`, `servers['A']['B']`,
+/// `mcp.tools.call('A', 'B', …)`).
+///
+/// JSON: `{"server": "A", "tool": "B"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ToolRef {
+    /// Upstream server name.
+    pub server: String,
+    /// Tool name on that server.
+    pub tool: String,
+}
+
+/// One skill of a [`SkillLibrary`]: its name (see [`is_skill_name`]) and its source text, one
+/// JavaScript function expression, as `mcp.skills.save` checked it.
+///
+/// JSON: `{"name": "…", "source": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillSource {
+    /// The name code calls it by: `skills.<name>(…)`.
+    pub name: String,
+    /// The function expression, e.g. `async (owner) => …`.
+    pub source: String,
+}
+
+/// A tenant's skills as a worker sees them (`skills.<name>`), at one library version.
+///
+/// JSON: `{"version": 3, "skills": [SkillSource, …]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillLibrary {
+    /// The library version this is (the store bumps it on every save and delete).
+    pub version: u64,
+    /// Every skill of the library, in any order; names are unique.
+    pub skills: Vec<SkillSource>,
+}
 
 /// Limits the worker enforces on itself. Units are in the field names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +127,13 @@ pub(crate) enum ToWorker {
     /// Replace `mcp.state` with this committed state (a session resuming on this worker):
     /// `(key, value)` pairs in key order, keys as JSON string literals, values as JSON text.
     Restore { entries: Vec<(String, String)> },
-    /// Run `code` as the body of an async function.
-    Execute { id: u64, code: String },
+    /// Run `code` as the body of an async function. `skills`, when set, replaces the worker's
+    /// skills library before the code runs; `None` keeps the one it has.
+    Execute {
+        id: u64,
+        code: String,
+        skills: Option<SkillLibrary>,
+    },
     /// The answer to [`FromWorker::HostCall`] number `call`.
     HostReply {
         call: u64,
@@ -146,6 +204,45 @@ pub enum HostOp {
         /// The server to ask; found from the resource lists when absent.
         server: Option<String>,
     },
+    /// `mcp.skills.save(name, fnOrSource, {description})`, checked by the worker first (name,
+    /// size, one function expression). Reply: `{"name": …, "version": <library version>}`.
+    SkillSave {
+        /// The skill's name (see [`is_skill_name`]).
+        name: String,
+        /// Its source: one function expression, at most [`MAX_SKILL_SOURCE_BYTES`].
+        source: String,
+        /// The `description` option, or `""`.
+        description: String,
+        /// Its formal parameters: a name, `...name` for a rest parameter, `{…}` or `[…]` for
+        /// a destructuring pattern (`...{…}`, `...[…]` when rest).
+        params: Vec<String>,
+        /// The upstream tools its source names literally, first occurrence first, without
+        /// repeats.
+        tools: Vec<ToolRef>,
+    },
+    /// `mcp.skills.list()`. Reply: `[{name, description, params, tools: [{server, tool}],
+    /// revision, created_ms, updated_ms}]`.
+    SkillList,
+    /// `mcp.skills.get(name)`. Reply: the `SkillList` object of that skill plus `"source"`,
+    /// or `null` when there is none.
+    SkillGet {
+        /// The skill's name (see [`is_skill_name`]).
+        name: String,
+    },
+    /// `mcp.skills.delete(name)`. Reply: `true` when the skill existed, else `false`.
+    SkillDelete {
+        /// The skill's name (see [`is_skill_name`]).
+        name: String,
+    },
+    /// `mcp.sessions.list()`: the tenant's sessions. Reply: `[{name, last_used_ms,
+    /// state_bytes, live}]`.
+    SessionList,
+    /// `mcp.sessions.close(name)`: ends a session of the tenant (its worker and snapshot).
+    /// Reply: `true` when it existed, else `false`.
+    SessionClose {
+        /// The session's name.
+        name: String,
+    },
 }
 
 /// Worker → supervisor.
@@ -161,13 +258,15 @@ pub(crate) enum FromWorker {
     /// Sandboxed code of call `id` needs the host; answer with `HostReply{call}`.
     HostCall { id: u64, call: u64, op: HostOp },
     /// Call `id` succeeded. `state` holds the top-level keys of `mcp.state` it changed, or is
-    /// `None` when it changed none; `access` says whether it read or wrote `mcp.state`.
+    /// `None` when it changed none; `access` says whether it read or wrote `mcp.state`;
+    /// `skills_used` names the skills the call looked up (see `Execution::skills_used`).
     Done {
         id: u64,
         result: String,
         truncated_from_bytes: Option<usize>,
         state: Option<StateDelta>,
         access: StateAccess,
+        skills_used: Vec<String>,
     },
     /// Call `id` (or a `Restore`, with id 0) failed; `mcp.state` is back at its last committed
     /// value. `poisoned` means the engine hit a runtime limit that can leave the Context
@@ -176,5 +275,6 @@ pub(crate) enum FromWorker {
         id: u64,
         error: CallError,
         poisoned: bool,
+        skills_used: Vec<String>,
     },
 }

@@ -174,7 +174,9 @@ impl SessionManager {
                 worker
             }
         };
-        let execution = worker.execute(code, timeout, self.host.clone()).await;
+        let execution = worker
+            .execute(code, timeout, self.host.clone(), None)
+            .await?;
         if let Some(delta) = execution.state_delta {
             inner.committed_state.apply(delta);
         }

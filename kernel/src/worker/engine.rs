@@ -18,9 +18,11 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::executor::Executor;
 use super::inbound::Inbound;
-use super::{outbound, shape};
+use super::{outbound, shape, skills};
 use crate::outcome::{CallError, ErrorKind, LogEntry, LogLevel};
-use crate::protocol::{FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, ToWorker, WorkerLimits};
+use crate::protocol::{
+    FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, SkillLibrary, ToWorker, WorkerLimits, is_skill_name,
+};
 use crate::state::{StateAccess, StateDelta};
 
 const PRELUDE: &str = include_str!("prelude.js");
@@ -64,6 +66,8 @@ pub(crate) struct Engine {
     accept_state: JsFunction,
     discard_changes: JsFunction,
     state_access: JsFunction,
+    set_library: JsFunction,
+    take_skills_used: JsFunction,
     /// Bytes each committed top-level key adds to the state's JSON text (`key:value,`), by
     /// key as a JSON string literal; the texts themselves live in the prelude.
     committed_sizes: HashMap<String, usize>,
@@ -156,22 +160,36 @@ impl Engine {
         let host_call = NativeFunction::from_async_fn(host_call).to_js_function(context.realm());
         let sleep = NativeFunction::from_async_fn(sleep).to_js_function(context.realm());
         let parse = NativeFunction::from_fn_ptr(parse_json).to_js_function(context.realm());
+        let is_skill_name =
+            NativeFunction::from_fn_ptr(is_skill_name_fn).to_js_function(context.realm());
+        let check_skill = NativeFunction::from_fn_ptr(check_skill).to_js_function(context.realm());
+        let compile_skill =
+            NativeFunction::from_fn_ptr(compile_skill).to_js_function(context.realm());
         let setup = context.eval(Source::from_bytes(PRELUDE))?;
         let setup = setup
             .as_callable()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude is not a function"))?;
         let api = setup.call(
             &JsValue::undefined(),
-            &[emit.into(), host_call.into(), sleep.into(), parse.into()],
+            &[
+                emit.into(),
+                host_call.into(),
+                sleep.into(),
+                parse.into(),
+                is_skill_name.into(),
+                check_skill.into(),
+                compile_skill.into(),
+            ],
             &mut context,
         )?;
         let api = api
             .as_object()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude returned no object"))?;
-        // `mcp` and `servers` can be neither replaced nor deleted; the others behave like ordinary built-ins (writable, configurable, not enumerable).
+        // `mcp`, `servers` and `skills` can be neither replaced nor deleted; the others behave like ordinary built-ins (writable, configurable, not enumerable).
         for (name, attribute) in [
             ("mcp", Attribute::empty()),
             ("servers", Attribute::empty()),
+            ("skills", Attribute::empty()),
             ("console", Attribute::WRITABLE | Attribute::CONFIGURABLE),
             ("ToolError", Attribute::WRITABLE | Attribute::CONFIGURABLE),
             ("setTimeout", Attribute::WRITABLE | Attribute::CONFIGURABLE),
@@ -196,6 +214,8 @@ impl Engine {
             accept_state: func(&api, "acceptState", &mut context)?,
             discard_changes: func(&api, "discardChanges", &mut context)?,
             state_access: func(&api, "stateAccess", &mut context)?,
+            set_library: func(&api, "setLibrary", &mut context)?,
+            take_skills_used: func(&api, "takeSkillsUsed", &mut context)?,
             context,
             executor,
             limits,
@@ -234,16 +254,52 @@ impl Engine {
                     stack: None,
                 },
                 poisoned: false,
+                skills_used: Vec::new(),
             },
         }
     }
 
-    /// Runs one call to completion and returns its `Done` or `Failed` frame. `inbound` carries
-    /// host replies while the call waits on them.
+    /// Replaces the skills library `skills.<name>` reads from. Skills are compiled when first
+    /// used, so this costs one string per skill.
+    fn set_library(&mut self, library: SkillLibrary) -> JsResult<()> {
+        let (names, sources): (Vec<&str>, Vec<&str>) = library
+            .skills
+            .iter()
+            .map(|s| (s.name.as_str(), s.source.as_str()))
+            .unzip();
+        let names = js_string_array(&names, &mut self.context);
+        let sources = js_string_array(&sources, &mut self.context);
+        self.set_library.call(
+            &JsValue::undefined(),
+            &[names.into(), sources.into()],
+            &mut self.context,
+        )?;
+        Ok(())
+    }
+
+    /// The names the call looked up on `skills`, in first-use order; resets the record.
+    fn take_skills_used(&mut self) -> Vec<String> {
+        let used = self
+            .take_skills_used
+            .call(&JsValue::undefined(), &[], &mut self.context)
+            .unwrap_or_default();
+        string_list(&used, &mut self.context)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Runs one call to completion and returns its `Done` or `Failed` frame. `skills`, when
+    /// set, first replaces the skills library. `inbound` carries host replies while the call
+    /// waits on them.
     pub(crate) async fn execute(
         &mut self,
         id: u64,
         code: &str,
+        skills: Option<SkillLibrary>,
         inbound: &mut Inbound,
     ) -> Option<FromWorker> {
         let slots = Arc::new(Semaphore::new(self.limits.max_host_calls_in_flight));
@@ -253,6 +309,14 @@ impl Engine {
             c.log_truncated.set(false);
             *c.host_slots.borrow_mut() = Some(slots);
         });
+        if let Some(library) = skills
+            && let Err(e) = self.set_library(library)
+        {
+            // Only an engine limit makes this plain loop over two arrays fail; the worker's
+            // library is then unknown, so it is replaced.
+            let message = format!("the skills library could not be loaded: {e}");
+            return Some(self.fail(id, ErrorKind::Internal, message, None, true));
+        }
         let outcome = self.run(code, inbound).await;
         // Host calls still in flight belong to this call only; drop them.
         CALL.with(|c| c.pending.borrow_mut().clear());
@@ -467,6 +531,7 @@ impl Engine {
             truncated_from_bytes,
             state: delta,
             access,
+            skills_used: self.take_skills_used(),
         }
     }
 
@@ -649,6 +714,7 @@ impl Engine {
                 stack: stack.map(shorten_stack),
             },
             poisoned: poisoned || !restored,
+            skills_used: self.take_skills_used(),
         }
     }
 }
@@ -867,6 +933,79 @@ fn parse_json(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsRes
     })?;
     let value = JsValue::from_json(&value, context)?;
     Ok(JsArray::from_iter([value, JsValue::from(escaped)], context).into())
+}
+
+/// `isSkillName(name)`: whether `name` is a string that is a valid skill name.
+fn is_skill_name_fn(
+    _this: &JsValue,
+    args: &[JsValue],
+    _context: &mut Context,
+) -> JsResult<JsValue> {
+    let valid = args
+        .first()
+        .and_then(JsValue::as_string)
+        .and_then(|s| s.to_std_string().ok())
+        .is_some_and(|name| is_skill_name(&name));
+    Ok(JsValue::from(valid))
+}
+
+/// The two string arguments of a skill native, or a `TypeError` naming `where`.
+fn name_and_source(args: &[JsValue], place: &str) -> JsResult<(String, String)> {
+    let text = |i: usize, what: &str| -> JsResult<String> {
+        args.get(i)
+            .and_then(JsValue::as_string)
+            .ok_or_else(|| {
+                JsError::from(
+                    JsNativeError::typ()
+                        .with_message(format!("{place}: `{what}` must be a string")),
+                )
+            })?
+            .to_std_string()
+            .map_err(|_| {
+                JsError::from(JsNativeError::typ().with_message(format!(
+                    "{place}: the {what} contains an unpaired surrogate"
+                )))
+            })
+    };
+    Ok((text(0, "name")?, text(1, "source")?))
+}
+
+/// A refused skill as the JavaScript error of its class, its message prefixed by `place`.
+fn skill_error(place: &str, error: &skills::SkillError) -> JsError {
+    let message = format!("{place}: {error}");
+    let native = match error.js_class() {
+        "RangeError" => JsNativeError::range(),
+        "SyntaxError" => JsNativeError::syntax(),
+        _ => JsNativeError::typ(),
+    };
+    native.with_message(message).into()
+}
+
+/// `checkSkill(name, source)`: `{params, tools}` of a skill `mcp.skills.save` may send, or the
+/// `TypeError` / `RangeError` / `SyntaxError` that refuses it (see [`skills::analyze`]).
+fn check_skill(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    const PLACE: &str = "mcp.skills.save";
+    let (name, source) = name_and_source(args, PLACE)?;
+    let info = skills::analyze(&name, &source).map_err(|e| skill_error(PLACE, &e))?;
+    let json = serde_json::json!({ "params": info.params, "tools": info.tools });
+    JsValue::from_json(&json, context)
+}
+
+/// `compileSkill(name, source)`: the skill's function, evaluated as a script in the global
+/// scope. The source is checked again first (one function expression), since it comes from
+/// the library rather than from this worker's own save. The script is
+/// `({<name>: (<source>\n)}).<name>`, so the function is named after the skill when its source
+/// gives it no name, and its path is `skills.<name>`: both show in stack traces. Lines match
+/// the source's; columns on its first line are shifted by the prefix.
+fn compile_skill(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let (name, source) = name_and_source(args, "skills")?;
+    let place = format!("skills.{name}");
+    skills::analyze(&name, &source).map_err(|e| skill_error(&place, &e))?;
+    let text = format!("({{{name}: ({source}\n)}}).{name}");
+    let path = std::path::PathBuf::from(&place);
+    let script =
+        boa_engine::Script::parse(Source::from_bytes(&text).with_path(&path), None, context)?;
+    script.evaluate(context)
 }
 
 /// `sleep(ms)`: resolves after `ms` milliseconds (clamped to 0..=2^31-1, as browsers clamp

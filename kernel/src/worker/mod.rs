@@ -13,6 +13,7 @@ mod executor;
 mod inbound;
 mod outbound;
 pub(crate) mod shape;
+mod skills;
 
 use std::process::ExitCode;
 
@@ -132,13 +133,15 @@ async fn serve(mut engine: Engine, mut inbound: Inbound) {
     while let Some(message) = inbound.recv().await {
         let mut ran_code = false;
         match message {
-            ToWorker::Execute { id, code } => match engine.execute(id, &code, &mut inbound).await {
-                Some(reply) => {
-                    outbound::push(&reply);
-                    ran_code = true;
+            ToWorker::Execute { id, code, skills } => {
+                match engine.execute(id, &code, skills, &mut inbound).await {
+                    Some(reply) => {
+                        outbound::push(&reply);
+                        ran_code = true;
+                    }
+                    None => return,
                 }
-                None => return,
-            },
+            }
             ToWorker::Restore { entries } => outbound::push(&engine.restore(entries)),
             // A late reply to a host call of a call that has already finished.
             ToWorker::HostReply { .. } => {}

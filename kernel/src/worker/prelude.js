@@ -2,7 +2,7 @@
 // globals agent code sees (`mcp`, `console`, `ToolError`) and returns the helpers the Rust side
 // calls. It captures the built-ins it needs up front, so agent code that later replaces
 // `JSON.stringify` or `Map` affects only itself, never serialisation of results or state.
-(function (emit, hostCall, sleep, parseJson) {
+(function (emit, hostCall, sleep, parseJson, isSkillName, checkSkill, compileSkill) {
   'use strict';
   const stringify = JSON.stringify;
   const parse = JSON.parse;
@@ -12,7 +12,9 @@
   const ErrorC = Error;
   const TypeErrorC = TypeError;
   const RangeErrorC = RangeError;
+  const SyntaxErrorC = SyntaxError;
   const StringC = String;
+  const fnToString = Function.prototype.toString;
 
   // JSON.stringify with the engine's own semantics (toJSON, getters, Date, NaN -> null), plus
   // errors that name the path of a BigInt, a cycle, or nesting deeper than `maxDepth`. The
@@ -549,7 +551,172 @@
     resetTracking();
   }
 
-  const mcp = { tools, resources };
+  // ---- skills ----
+  // The library the supervisor sent (`setLibrary`), plus what this worker's own calls saved or
+  // deleted since. `skills.<name>` compiles a skill's source on first use (natively, as a
+  // script in the global scope named `skills.<name>` in stacks) and keeps the function until
+  // the library changes that skill's source; the function and its prototype are frozen, so
+  // nothing stored on them outlives a call. Every name a call looks up (that could be a skill)
+  // is recorded for the result cache, which keys on the library version when any was.
+  const MAX_SKILLS_USED_NAMES = 1024;
+  const NAME_RULE = 'it must match ^[A-Za-z_$][A-Za-z0-9_$]{0,63}$';
+  let library = dict(); // name -> source text
+  let libraryNames = []; // the library's names, in its order
+  let compiled = dict(); // name -> its compiled function
+  let used = dict();
+  let usedList = [];
+  function markUsed(name) {
+    if (used[name] === true || usedList.length >= MAX_SKILLS_USED_NAMES || !isSkillName(name)) return;
+    used[name] = true;
+    usedList[usedList.length] = name;
+  }
+  function skillFunction(name) {
+    const source = library[name];
+    if (source === undefined) return undefined;
+    let fn = compiled[name];
+    if (fn === undefined) {
+      fn = compileSkill(name, source);
+      const proto = hasOwn(fn, 'prototype') ? fn.prototype : undefined;
+      if (isObject(proto)) freeze(proto);
+      freeze(fn);
+      compiled[name] = fn;
+    }
+    return fn;
+  }
+  function addSkill(name, source) {
+    if (library[name] === undefined) libraryNames[libraryNames.length] = name;
+    if (library[name] !== source) delete compiled[name];
+    library[name] = source;
+  }
+  function removeSkill(name) {
+    if (library[name] === undefined) return;
+    delete library[name];
+    delete compiled[name];
+    const names = [];
+    for (let i = 0; i < libraryNames.length; i++) if (libraryNames[i] !== name) names[names.length] = libraryNames[i];
+    libraryNames = names;
+  }
+  // Replaces the library; a skill whose source is unchanged keeps its compiled function.
+  function setLibrary(names, sources) {
+    const previous = library;
+    const previousCompiled = compiled;
+    library = dict();
+    libraryNames = [];
+    compiled = dict();
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
+      if (library[name] === undefined) libraryNames[libraryNames.length] = name;
+      library[name] = sources[i];
+      if (previous[name] === sources[i] && previousCompiled[name] !== undefined) compiled[name] = previousCompiled[name];
+    }
+  }
+  function takeSkillsUsed() {
+    const out = usedList;
+    used = dict();
+    usedList = [];
+    return out;
+  }
+
+  // `skills.<name>(...args)`: read-only; unknown names are undefined.
+  const skillsGlobal = new ProxyC(dict(), {
+    __proto__: null,
+    get(_, name) {
+      if (typeof name !== 'string') return undefined;
+      markUsed(name);
+      return skillFunction(name);
+    },
+    has(_, name) {
+      if (typeof name !== 'string') return false;
+      markUsed(name);
+      return library[name] !== undefined;
+    },
+    ownKeys() {
+      const names = [];
+      for (let i = 0; i < libraryNames.length; i++) {
+        markUsed(libraryNames[i]);
+        names[i] = libraryNames[i];
+      }
+      return names;
+    },
+    getOwnPropertyDescriptor(_, name) {
+      if (typeof name !== 'string') return undefined;
+      markUsed(name);
+      if (library[name] === undefined) return undefined;
+      return { value: skillFunction(name), writable: false, enumerable: true, configurable: true };
+    },
+    set() { return false; },
+    defineProperty() { return false; },
+    deleteProperty() { return false; },
+    preventExtensions() { return false; },
+    setPrototypeOf() { return false; },
+  });
+
+  function skillName(where, name) {
+    if (typeof name !== 'string') throw new TypeErrorC(`${where}: \`name\` must be a string`);
+    if (!isSkillName(name)) throw new TypeErrorC(`${where}: the skill name ${stringify(name)} is not valid: ${NAME_RULE}`);
+    return name;
+  }
+
+  const NATIVE_CODE = '{ [native code] }';
+  const skillsApi = {
+    async save(name, fnOrSource, opts) {
+      const where = 'mcp.skills.save';
+      skillName(where, name);
+      let source;
+      const isFunction = typeof fnOrSource === 'function';
+      if (isFunction) {
+        source = apply(fnToString, fnOrSource, []);
+        if (source.endsWith(NATIVE_CODE)) {
+          throw new TypeErrorC(`${where}: this function has no source text (a built-in, bound or proxied function); pass the source as a string`);
+        }
+      } else if (typeof fnOrSource === 'string') {
+        source = fnOrSource;
+      } else {
+        throw new TypeErrorC(`${where}: \`fnOrSource\` must be a function or its source text (a string)`);
+      }
+      const o = options(where, opts, ['description']);
+      if (o.description !== undefined && typeof o.description !== 'string') {
+        throw new TypeErrorC(`${where}: \`description\` must be a string`);
+      }
+      let info;
+      try {
+        info = checkSkill(name, source);
+      } catch (e) {
+        // A method's text (`f(x) {…}`) is not an expression; say what to pass instead.
+        if (isFunction && e instanceof SyntaxErrorC) {
+          throw new SyntaxErrorC(`${e.message} (the function's source text is not a function expression, as a method's or a class's is not; pass \`function (…) {…}\`, an arrow function, or the source as a string)`);
+        }
+        throw e;
+      }
+      const reply = await host({ op: 'skill_save', name, source, description: o.description ?? '', params: info.params, tools: info.tools });
+      addSkill(name, source);
+      return reply;
+    },
+    async list() {
+      return host({ op: 'skill_list' });
+    },
+    async get(name) {
+      return host({ op: 'skill_get', name: skillName('mcp.skills.get', name) });
+    },
+    async delete(name) {
+      const existed = await host({ op: 'skill_delete', name: skillName('mcp.skills.delete', name) });
+      removeSkill(name);
+      return existed;
+    },
+  };
+
+  // ---- sessions ----
+  const sessions = {
+    async list() {
+      return host({ op: 'session_list' });
+    },
+    async close(name) {
+      if (typeof name !== 'string' || name === '') throw new TypeErrorC('mcp.sessions.close: `name` must be a non-empty string');
+      return host({ op: 'session_close', name });
+    },
+  };
+
+  const mcp = { tools, resources, skills: skillsApi, sessions };
   defineProperty(mcp, 'state', {
     get() { return replacement === NOT_REPLACED ? stateProxy : replacement; },
     set(v) {
@@ -562,7 +729,7 @@
   freeze(mcp);
 
   return {
-    mcp, servers, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
+    mcp, servers, skills: skillsGlobal, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
     serialize,
     describe,
     // Replaces the committed state: `keys` are JSON string literals, `values` JSON texts.
@@ -582,5 +749,9 @@
     discardChanges,
     // [read, written]: whether the call looked at or changed mcp.state in any way.
     stateAccess() { return [stateRead, stateWritten]; },
+    // Replaces the skills library: `names` and `sources` are parallel arrays of strings.
+    setLibrary,
+    // The names the call looked up on `skills`, first use first; resets the record.
+    takeSkillsUsed,
   };
 })

@@ -102,9 +102,15 @@ where
         start: PositionGroup,
         interner: &mut Interner,
     ) -> ParseResult<Token> {
-        self.lexer
+        // mcp-kernel patch: a template part is a token too, so the source text of an arrow
+        // function whose concise body ends with `${x}` + "`" ends after it, not before the
+        // closing backtick (`Function.prototype.toString` lost that backtick).
+        let token = self
+            .lexer
             .lex_template(start, interner)
-            .map_err(Error::from)
+            .map_err(Error::from)?;
+        self.last_linear_pos = token.linear_span().end();
+        Ok(token)
     }
 
     pub(super) const fn strict(&self) -> bool {
