@@ -28,8 +28,8 @@ use rmcp::transport::Transport;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use crate::args::{DEFAULT_SESSION, MAX_SESSION_CHARS};
 use crate::server::EXECUTE;
+use crate::tools::execute::{DEFAULT_SESSION, MAX_SESSION_CHARS};
 
 /// Hands turns out in arrival order, for one session.
 #[derive(Debug, Default)]

@@ -1,7 +1,8 @@
 //! Server configuration: plain data with secure defaults, validated in one place.
 //!
 //! One source of defaults: the kernel's limits come from [`KernelConfig::new`], the session
-//! limit from [`mcpk_session::SessionConfig::default`], the upstream timeouts from
+//! limits and TTLs from [`SessionConfig::default`], the snapshot store's from
+//! [`mcpk_session::StoreConfig::default`], the upstream timeouts from
 //! [`UpstreamLimits::default`](crate::UpstreamLimits), and the rest is set here;
 //! [`ServeConfig::default`] gathers them, and the command line's defaults are read from it.
 //! [`ServeConfig::validate`] checks every value and the relations between them, so a limit that
@@ -10,7 +11,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcpk_kernel::{KernelConfig, WorkerFault};
+use mcpk_session::{KernelConfig, SessionConfig, WorkerFault};
 
 /// The largest accepted `max_host_calls_in_flight`.
 pub(crate) const MAX_HOST_CALLS_IN_FLIGHT_CEILING: usize = 65_536;
@@ -42,10 +43,28 @@ pub struct ServeConfig {
     pub max_log_bytes: usize,
     /// The largest `mcp.state`, as JSON bytes, that a call may commit.
     pub max_state_bytes: usize,
-    /// Sessions open at once per server process; each live session holds one worker process
-    /// (about 4 MiB of private memory, measured by the benchmark). A call that would open one
-    /// more fails with a JSON-RPC internal error naming the limit.
-    pub max_sessions: usize,
+    /// Live sessions per server process; each holds one worker process (about 4 MiB of
+    /// private memory, measured by the `kernel` benchmark). At the limit the least recently
+    /// used idle session hibernates; a call fails with `SessionLimitError` naming the limit
+    /// only when every live session is running a call.
+    pub max_live_sessions: usize,
+    /// A live session idle this long hibernates: its worker is released, its snapshot kept.
+    pub idle_ttl: Duration,
+    /// A hibernated session's snapshot is deleted this long after its last use; a call naming
+    /// it then gets `SessionExpired`.
+    pub retention_ttl: Duration,
+    /// The tenant this server's sessions and skills belong to (over stdio, one per process).
+    pub tenant: String,
+    /// Redis for snapshots, skills and leases (`redis://host:port/db`); `None` keeps them in
+    /// this process's memory (the embedded default: nothing survives a restart).
+    pub redis_url: Option<String>,
+    /// Prepended to every Redis key (`<prefix>mcpk:v1:…`), so deployments or tests can share
+    /// one Redis.
+    pub redis_key_prefix: String,
+    /// The largest snapshot state (as JSON bytes) the store accepts; `None` (the default) is
+    /// `max_state_bytes`. A larger one is refused with `StateLimitError` naming both sizes;
+    /// it matters when replicas sharing one Redis run with different state limits.
+    pub max_snapshot_bytes: Option<usize>,
     /// Upstream MCP servers, in Claude Desktop's `{"mcpServers": {...}}` format; `None` runs
     /// the embedded default with no upstream.
     pub upstream_config: Option<PathBuf>,
@@ -63,6 +82,7 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         let kernel = KernelConfig::new(PathBuf::from("mcp-kernel"));
+        let session = SessionConfig::default();
         Self {
             warm_workers: kernel.warm_workers,
             memory_mib: kernel.memory_mib,
@@ -71,7 +91,13 @@ impl Default for ServeConfig {
             max_result_bytes: kernel.max_result_bytes,
             max_log_bytes: kernel.max_log_bytes,
             max_state_bytes: kernel.max_state_bytes,
-            max_sessions: mcpk_session::SessionConfig::default().max_sessions,
+            max_live_sessions: session.max_live_sessions,
+            idle_ttl: session.idle_ttl,
+            retention_ttl: session.retention_ttl,
+            tenant: "local".to_owned(),
+            redis_url: None,
+            redis_key_prefix: mcpk_session::StoreConfig::default().key_prefix,
+            max_snapshot_bytes: None,
             upstream_config: None,
             upstream_limits: crate::upstream::UpstreamLimits::default(),
             max_host_calls_in_flight: kernel.max_host_calls_in_flight,
@@ -129,6 +155,22 @@ pub enum ConfigError {
         /// The largest `max_state_bytes` that fits with this `max_result_bytes`.
         largest_state_bytes: usize,
     },
+    /// A snapshot at the state limit would not fit under the snapshot cap.
+    #[error(
+        "max-snapshot-bytes ({max_snapshot_bytes}) is below max-state-bytes ({max_state_bytes}): a session at its state limit could not be saved"
+    )]
+    SnapshotBelowState {
+        /// The configured snapshot cap, in bytes.
+        max_snapshot_bytes: usize,
+        /// The configured state limit, in JSON bytes.
+        max_state_bytes: usize,
+    },
+    /// The tenant name is not 1 to 64 characters from `A-Z a-z 0-9 _ . -`.
+    #[error("tenant `{tenant}` must be 1 to 64 characters from A-Z a-z 0-9 _ . -")]
+    Tenant {
+        /// The tenant given (cut to 70 characters).
+        tenant: String,
+    },
 }
 
 impl ServeConfig {
@@ -143,7 +185,10 @@ impl ServeConfig {
             ("max-timeout-ms", self.max_timeout_ms() == 0),
             ("max-result-bytes", self.max_result_bytes == 0),
             ("max-state-bytes", self.max_state_bytes == 0),
-            ("max-sessions", self.max_sessions == 0),
+            ("max-live-sessions", self.max_live_sessions == 0),
+            ("idle-ttl-secs", self.idle_ttl.is_zero()),
+            ("retention-ttl-secs", self.retention_ttl.is_zero()),
+            ("max-snapshot-bytes", self.max_snapshot_bytes == Some(0)),
             (
                 "upstream-connect-timeout-ms",
                 self.upstream_limits.connect_timeout.is_zero(),
@@ -173,15 +218,28 @@ impl ServeConfig {
                 max: self.max_timeout,
             });
         }
+        if mcpk_session::SessionKey::named(&self.tenant, "x").is_err() {
+            return Err(ConfigError::Tenant {
+                tenant: self.tenant.chars().take(70).collect(),
+            });
+        }
         let frame_bytes = self.kernel_config().worst_case_frame_bytes();
-        if frame_bytes > mcpk_kernel::MAX_FRAME_BYTES {
-            let excess = frame_bytes - mcpk_kernel::MAX_FRAME_BYTES;
+        if frame_bytes > mcpk_session::MAX_FRAME_BYTES {
+            let excess = frame_bytes - mcpk_session::MAX_FRAME_BYTES;
             return Err(ConfigError::StateAboveFrame {
                 max_state_bytes: self.max_state_bytes,
                 max_result_bytes: self.max_result_bytes,
                 frame_bytes,
-                max_frame_bytes: mcpk_kernel::MAX_FRAME_BYTES,
+                max_frame_bytes: mcpk_session::MAX_FRAME_BYTES,
                 largest_state_bytes: self.max_state_bytes.saturating_sub(excess.div_ceil(2)),
+            });
+        }
+        if let Some(max_snapshot_bytes) = self.max_snapshot_bytes
+            && max_snapshot_bytes < self.max_state_bytes
+        {
+            return Err(ConfigError::SnapshotBelowState {
+                max_snapshot_bytes,
+                max_state_bytes: self.max_state_bytes,
             });
         }
         Ok(())
@@ -198,9 +256,21 @@ impl ServeConfig {
     }
 
     /// The part of the configuration the session manager needs.
-    pub(crate) fn session_config(&self) -> mcpk_session::SessionConfig {
-        mcpk_session::SessionConfig {
-            max_sessions: self.max_sessions,
+    pub(crate) fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            max_live_sessions: self.max_live_sessions,
+            idle_ttl: self.idle_ttl,
+            retention_ttl: self.retention_ttl,
+        }
+    }
+
+    /// The part of the configuration the snapshot store needs.
+    pub(crate) fn store_config(&self) -> mcpk_session::StoreConfig {
+        mcpk_session::StoreConfig {
+            key_prefix: self.redis_key_prefix.clone(),
+            retention: self.retention_ttl,
+            max_snapshot_bytes: self.max_snapshot_bytes.unwrap_or(self.max_state_bytes),
+            ..mcpk_session::StoreConfig::default()
         }
     }
 
@@ -269,14 +339,48 @@ mod tests {
         assert_eq!(config.max_log_bytes, kernel.max_log_bytes);
         assert_eq!(config.max_state_bytes, kernel.max_state_bytes);
         assert_eq!(
-            config.max_sessions,
-            mcpk_session::SessionConfig::default().max_sessions
+            config.max_live_sessions,
+            SessionConfig::default().max_live_sessions
         );
         let kernel = config.kernel_config();
         assert_eq!(
             kernel.max_json_depth,
             KernelConfig::new(PathBuf::new()).max_json_depth
         );
+    }
+
+    #[test]
+    fn a_snapshot_cap_below_the_state_limit_and_a_bad_tenant_are_refused() {
+        let config = ServeConfig {
+            max_snapshot_bytes: Some((8 << 20) - 1),
+            ..ServeConfig::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("max-snapshot-bytes (8388607)")
+                && message.contains("max-state-bytes (8388608)"),
+            "{message}"
+        );
+        let at_limit = ServeConfig {
+            max_snapshot_bytes: Some(8 << 20),
+            ..ServeConfig::default()
+        };
+        assert_eq!(at_limit.validate(), Ok(()));
+        for tenant in ["", "a:b", "x y", &"t".repeat(65)] {
+            let config = ServeConfig {
+                tenant: tenant.to_owned(),
+                ..ServeConfig::default()
+            };
+            assert!(
+                matches!(config.validate(), Err(ConfigError::Tenant { .. })),
+                "{tenant:?}"
+            );
+        }
+        let longest = ServeConfig {
+            tenant: "t".repeat(64),
+            ..ServeConfig::default()
+        };
+        assert_eq!(longest.validate(), Ok(()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The MCP face of mcp-kernel: an rmcp server with one tool, `execute`, that runs agent
-//! JavaScript in per-session sandboxed kernels.
+//! The MCP face of mcp-kernel: an rmcp server whose tools, `execute` and `search_tools`, run
+//! agent JavaScript in per-session sandboxed kernels and search the upstream tools and saved
+//! skills.
 //!
 //! This is the only crate that knows rmcp and JSON-RPC. It validates tool arguments, hands the
 //! call to [`mcpk_session::SessionManager`], and maps what came back to an MCP response:
@@ -18,22 +19,25 @@
 //! The binary (`src/main.rs`) only parses flags, sets up tracing on stderr and calls
 //! [`run_stdio`]; tests can drive [`run`] over any byte stream.
 
-mod args;
 mod arrival;
 mod catalog;
 mod config;
 mod json_text;
 mod launch;
+mod resources;
 mod response;
-mod search;
 mod server;
+mod tools;
 mod upstream;
 
 pub use config::{ConfigError, ServeConfig};
 pub use launch::exec_child;
 pub use upstream::{UpstreamConfigError, UpstreamLimits};
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
+use mcpk_session::{SessionKey, SessionManager, Store};
 use rmcp::ServiceExt as _;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -51,20 +55,29 @@ pub async fn run_stdio(config: ServeConfig) -> anyhow::Result<()> {
 
 /// Serves MCP, one JSON-RPC message per line, over `read` and `write` until `read` ends.
 ///
-/// Starts the worker pool (its warm workers are started in the background) and one
-/// session manager for the connection. When `read` ends, stops every worker and stdio upstream
-/// server and waits until every one of those processes has exited before returning.
+/// Starts the worker pool (its warm workers are started in the background), the snapshot
+/// store (Redis when `config.redis_url` is set, else memory) and one session manager; the
+/// connection gets its own default session. When `read` ends, closes that session, stops
+/// every worker and stdio upstream server and waits until every one of those processes has
+/// exited before returning. Named sessions stay in the store.
 ///
 /// # Errors
-/// An invalid `config`, or a failure of the MCP handshake or transport.
+/// An invalid `config`, Redis unreachable at start-up, or a failure of the MCP handshake or
+/// transport.
 pub async fn run<R, W>(config: ServeConfig, read: R, write: W) -> anyhow::Result<()>
 where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let started = start(&config)?;
-    let pool = started.pool.clone();
-    let server = server::KernelServer::new(config, started.sessions, started.upstreams);
+    let started = start(&config).await?;
+    let sessions = started.sessions.clone();
+    let connection = SessionKey::connection(config.tenant.as_str()).context("invalid --tenant")?;
+    let server = server::KernelServer::new(
+        config,
+        started.sessions,
+        started.upstreams,
+        connection.clone(),
+    );
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP");
     let transport = arrival::Stamped::new(AsyncRwTransport::new_server(read, write));
     let served = async {
@@ -77,16 +90,19 @@ where
         Ok(())
     }
     .await;
-    shutdown(&pool).await;
+    if let Err(error) = sessions.close(&connection).await {
+        tracing::warn!(%error, "closing the connection's default session failed");
+    }
+    shutdown(&sessions).await;
     served
 }
 
 /// Stops every worker and stdio upstream server and waits until each process has exited and
 /// been reaped (upstreams get their stdin closed and a short grace first; workers are killed).
-async fn shutdown(pool: &mcpk_kernel::WorkerPool) {
+async fn shutdown(sessions: &SessionManager) {
     let upstream_pids = upstream::stdio::pids();
-    let worker_pids = pool.worker_pids();
-    futures::join!(upstream::stdio::shutdown(), pool.shutdown());
+    let worker_pids = sessions.worker_pids();
+    futures::join!(upstream::stdio::shutdown(), sessions.shutdown());
     tracing::info!(
         workers = ?worker_pids,
         upstreams = ?upstream_pids,
@@ -96,29 +112,37 @@ async fn shutdown(pool: &mcpk_kernel::WorkerPool) {
 
 /// What [`start`] started.
 struct Started {
-    sessions: mcpk_session::SessionManager,
-    upstreams: std::sync::Arc<upstream::Upstreams>,
-    pool: std::sync::Arc<mcpk_kernel::WorkerPool>,
+    sessions: Arc<SessionManager>,
+    upstreams: Arc<upstream::Upstreams>,
 }
 
-/// Validates `config`, loads the upstream configuration, and starts the upstreams (in the
-/// background) and the worker pool.
-fn start(config: &ServeConfig) -> anyhow::Result<Started> {
+/// Validates `config`, loads the upstream configuration, connects the snapshot store, and
+/// starts the upstreams (in the background) and the session manager with its worker pool.
+async fn start(config: &ServeConfig) -> anyhow::Result<Started> {
     config.validate().context("invalid configuration")?;
     upstream::stdio::set_launcher(config.worker_exe.clone());
     let servers = match &config.upstream_config {
         Some(path) => upstream::config::load(path)?,
         None => Vec::new(),
     };
+    let store = match &config.redis_url {
+        Some(url) => Store::redis(url, config.store_config())
+            .await
+            .with_context(|| format!("connecting to Redis at {url} (--redis-url / REDIS_URL)"))?,
+        None => Store::memory(config.store_config()),
+    };
     let upstreams = upstream::Upstreams::start(servers, config.upstream_limits);
-    let pool = mcpk_kernel::WorkerPool::start(config.kernel_config());
-    let host: std::sync::Arc<dyn mcpk_session::HostHandler> =
-        std::sync::Arc::new(upstream::UpstreamHost::new(upstreams.clone()));
-    let sessions = mcpk_session::SessionManager::new(pool.clone(), host, config.session_config());
+    let tools: Arc<dyn mcpk_session::Tools> =
+        Arc::new(upstream::UpstreamHost::new(upstreams.clone()));
+    let sessions = Arc::new(SessionManager::start(
+        config.kernel_config(),
+        store,
+        tools,
+        config.session_config(),
+    ));
     Ok(Started {
         sessions,
         upstreams,
-        pool,
     })
 }
 
@@ -132,11 +156,13 @@ pub struct ScriptRun {
 }
 
 /// Runs `code` once, exactly as an agent's `execute` call would run it (same kernel, same
-/// limits, same upstreams), after waiting for the configured upstream servers to connect or
-/// fail their first attempt (at most the connect timeout).
+/// limits, same upstreams, same store), in a default session of its own, after waiting for
+/// the configured upstream servers to connect or fail their first attempt (at most the
+/// connect timeout).
 ///
 /// # Errors
-/// An invalid `config` or upstream configuration file, or no worker could be started.
+/// An invalid `config` or upstream configuration file, Redis unreachable, or no worker could
+/// be started.
 pub async fn run_script(
     config: ServeConfig,
     code: &str,
@@ -145,8 +171,7 @@ pub async fn run_script(
     let Started {
         sessions,
         upstreams,
-        pool,
-    } = start(&config)?;
+    } = start(&config).await?;
     upstreams
         .settled(config.upstream_limits.connect_timeout)
         .await;
@@ -155,14 +180,25 @@ pub async fn run_script(
             tracing::warn!(server = %name, %reason, "upstream unavailable; the script runs without it");
         }
     }
+    let connection = SessionKey::connection(config.tenant.as_str()).context("invalid --tenant")?;
     let started = std::time::Instant::now();
     let outcome = sessions
-        .execute(args::DEFAULT_SESSION, code, timeout)
+        .execute(
+            &connection,
+            mcpk_session::Call {
+                code,
+                timeout,
+                mode: mcpk_session::SessionMode::Auto,
+                connection: &connection,
+            },
+        )
         .await
         .context("running the script");
     let duration = started.elapsed();
-    drop(sessions);
-    shutdown(&pool).await;
+    if let Err(error) = sessions.close(&connection).await {
+        tracing::warn!(%error, "closing the script's session failed");
+    }
+    shutdown(&sessions).await;
     let outcome = outcome?;
     Ok(ScriptRun { outcome, duration })
 }

@@ -37,11 +37,11 @@ enum Command {
         command: Vec<std::ffi::OsString>,
     },
     /// Confine this process as a worker, then make one attempt the sandbox should refuse
-    /// (test-only; see `mcpk_kernel::run_sandbox_probe`).
+    /// (test-only; see `mcpk_session::run_sandbox_probe`).
     #[command(hide = true)]
     SandboxProbe {
         /// control, socket, kill-parent, prlimit-parent, execve or open.
-        attempt: mcpk_kernel::ProbeAttempt,
+        attempt: mcpk_session::ProbeAttempt,
         /// The file `open` tries.
         path: Option<std::path::PathBuf>,
     },
@@ -51,7 +51,7 @@ enum Command {
 struct WorkerArgs {
     /// Test-only: a fault to inject (see `--worker-fault`).
     #[arg(long, hide = true)]
-    fault: Option<mcpk_kernel::WorkerFault>,
+    fault: Option<mcpk_session::WorkerFault>,
 }
 
 #[derive(Debug, Args)]
@@ -117,9 +117,39 @@ struct ServeArgs {
         default_value_t = ms(defaults().upstream_limits.call_timeout)
     )]
     upstream_call_timeout_ms: u64,
-    /// Sessions open at once; each holds one worker process.
-    #[arg(long, env = "MCP_KERNEL_MAX_SESSIONS", default_value_t = defaults().max_sessions)]
-    max_sessions: usize,
+    /// Live sessions at once; each holds one worker process. At the limit the least recently
+    /// used idle session hibernates.
+    #[arg(
+        long,
+        alias = "max-sessions",
+        env = "MCP_KERNEL_MAX_LIVE_SESSIONS",
+        default_value_t = defaults().max_live_sessions
+    )]
+    max_live_sessions: usize,
+    /// Seconds a live session may stay idle before it hibernates (its worker is released).
+    #[arg(long, env = "MCP_KERNEL_IDLE_TTL_SECS", default_value_t = defaults().idle_ttl.as_secs())]
+    idle_ttl_secs: u64,
+    /// Seconds a hibernated session's snapshot is kept after its last use.
+    #[arg(
+        long,
+        env = "MCP_KERNEL_RETENTION_TTL_SECS",
+        default_value_t = defaults().retention_ttl.as_secs()
+    )]
+    retention_ttl_secs: u64,
+    /// The tenant this server's sessions and skills belong to.
+    #[arg(long, env = "MCP_KERNEL_TENANT", default_value_t = defaults().tenant)]
+    tenant: String,
+    /// Redis for snapshots, skills and leases (e.g. redis://127.0.0.1:6379); without it they
+    /// live in this process's memory.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key this server writes.
+    #[arg(long, env = "MCP_KERNEL_REDIS_KEY_PREFIX", default_value_t = defaults().redis_key_prefix)]
+    redis_key_prefix: String,
+    /// The largest session snapshot (its state as JSON bytes) the store accepts
+    /// [default: --max-state-bytes].
+    #[arg(long, env = "MCP_KERNEL_MAX_SNAPSHOT_BYTES")]
+    max_snapshot_bytes: Option<usize>,
     /// Host calls of one `execute` call that may wait for answers at once; later ones wait
     /// their turn in the worker.
     #[arg(
@@ -132,7 +162,7 @@ struct ServeArgs {
     /// never read stdin while a call runs; `hang-on-first-restore`: the first restore hangs;
     /// `ignore-host-call-limit`: workers send host calls past --max-host-calls-in-flight).
     #[arg(long, hide = true)]
-    worker_fault: Option<mcpk_kernel::WorkerFault>,
+    worker_fault: Option<mcpk_session::WorkerFault>,
 }
 
 fn main() -> ExitCode {
@@ -148,14 +178,14 @@ fn main() -> ExitCode {
         }
         Command::Worker(args) => {
             init_tracing("warn");
-            mcpk_kernel::run_worker(args.fault)
+            mcpk_session::run_worker(args.fault)
         }
         Command::ExecChild {
             parent_pid,
             command,
         } => mcpk_api::exec_child(parent_pid, &command),
         Command::SandboxProbe { attempt, path } => {
-            mcpk_kernel::run_sandbox_probe(attempt, path.as_deref())
+            mcpk_session::run_sandbox_probe(attempt, path.as_deref())
         }
     }
 }
@@ -172,7 +202,13 @@ fn serve_config(args: ServeArgs) -> Result<ServeConfig, String> {
     config.max_result_bytes = args.max_result_bytes;
     config.max_log_bytes = args.max_log_bytes;
     config.max_state_bytes = args.max_state_bytes;
-    config.max_sessions = args.max_sessions;
+    config.max_live_sessions = args.max_live_sessions;
+    config.idle_ttl = Duration::from_secs(args.idle_ttl_secs);
+    config.retention_ttl = Duration::from_secs(args.retention_ttl_secs);
+    config.tenant = args.tenant;
+    config.redis_url = args.redis_url.filter(|url| !url.is_empty());
+    config.redis_key_prefix = args.redis_key_prefix;
+    config.max_snapshot_bytes = args.max_snapshot_bytes;
     config.max_host_calls_in_flight = args.max_host_calls_in_flight;
     config.worker_fault = args.worker_fault;
     config.upstream_config = args.config;

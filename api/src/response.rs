@@ -4,13 +4,14 @@
 //! - the user's code failed (threw, timed out, ran out of memory, ...) → `Ok` with a
 //!   [`CallToolResult`] whose `isError` is true, which the agent reads and can fix;
 //! - the protocol or the infrastructure failed (unknown tool, no worker) → `Err(ErrorData)`,
-//!   a JSON-RPC error. (Bad argument values are tool errors too: see `args.rs`.)
+//!   a JSON-RPC error. Bad argument values are tool errors (see `tools`), and so are session
+//!   failures the agent can act on (`SessionExpired`, `SessionNotFound`, `SessionBusy`,
+//!   `SessionLimitError`, `StoreError`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use mcpk_kernel::{CallError, CallOutcome, CallValue, LogEntry, LogLevel};
-use mcpk_session::SessionError;
+use mcpk_session::{CallError, CallOutcome, CallValue, LogEntry, LogLevel, SessionError};
 use rmcp::ErrorData;
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Value, json};
@@ -117,8 +118,32 @@ fn failure(
     result
 }
 
-/// Maps an infrastructure failure to a JSON-RPC internal error (-32603), with its causes.
-pub(crate) fn session_error(error: &SessionError) -> ErrorData {
+/// Maps a session failure: one the agent can act on becomes a tool error named by
+/// [`SessionError::name`] (`structuredContent.error {name, message}`); a kernel failure (no
+/// worker could start) a JSON-RPC internal error (-32603) with its causes.
+///
+/// # Errors
+/// The JSON-RPC error for [`SessionError::Kernel`].
+pub(crate) fn session_error(
+    error: &SessionError,
+    session: &str,
+) -> Result<CallToolResult, ErrorData> {
+    if !matches!(error, SessionError::Kernel(_)) {
+        let name = error.name();
+        let message = error.to_string();
+        let mut result =
+            CallToolResult::error(vec![ContentBlock::text(format!("{name}: {message}"))]);
+        result.structured_content = Some(json!({
+            "error": {"name": name, "message": message, "stack": null},
+            "logs": [],
+            "session": session,
+        }));
+        return Ok(result);
+    }
+    Err(internal_error(error))
+}
+
+fn internal_error(error: &SessionError) -> ErrorData {
     let mut message = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -163,7 +188,7 @@ fn level_name(level: LogLevel) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use mcpk_kernel::{ErrorKind, StateAccess};
+    use mcpk_session::{ErrorKind, StateAccess};
 
     use super::*;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
-use mcpk_session::SessionManager;
+use mcpk_session::{Call, SessionKey, SessionManager};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
@@ -14,11 +14,11 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use crate::args::ExecuteArgs;
 use crate::arrival::Arrival;
 use crate::config::ServeConfig;
 use crate::response::{self, CallInfo};
-use crate::search;
+use crate::tools::execute::ExecuteArgs;
+use crate::tools::search_tools as search;
 use crate::upstream::Upstreams;
 
 /// The name of the one tool.
@@ -39,7 +39,9 @@ fn execute_description(config: &ServeConfig) -> String {
          per session, must stay JSON-serialisable, is committed on success and rolled back on \
          a throw or timeout. console.* output is returned. Results follow JSON.stringify \
          semantics; large ones are truncated. Default timeout {} ms (`timeout_ms`, max {} ms). \
-         `session` names a separate kernel.",
+         `session` names a kernel that hibernates when idle and resumes later (expired: \
+         SessionExpired). Saved skills: `await skills.<name>(...)`, \
+         `mcp.skills.save(name, fn, {{description}})`.",
         config.default_timeout_ms(),
         config.max_timeout_ms()
     )
@@ -55,7 +57,9 @@ pub(crate) struct KernelServer {
 #[derive(Debug)]
 struct Inner {
     config: ServeConfig,
-    sessions: SessionManager,
+    sessions: Arc<SessionManager>,
+    /// This connection's own default session.
+    connection: SessionKey,
     upstreams: Arc<Upstreams>,
     tool: Tool,
     search_tool: Tool,
@@ -64,14 +68,16 @@ struct Inner {
 impl KernelServer {
     pub(crate) fn new(
         config: ServeConfig,
-        sessions: SessionManager,
+        sessions: Arc<SessionManager>,
         upstreams: Arc<Upstreams>,
+        connection: SessionKey,
     ) -> Self {
         let tool = execute_tool(&config);
         Self {
             inner: Arc::new(Inner {
                 config,
                 sessions,
+                connection,
                 upstreams,
                 tool,
                 search_tool: search::tool(),
@@ -95,11 +101,21 @@ impl KernelServer {
             arrival.wait_turn().await;
         }
         let started = Instant::now();
-        let mut call = pin!(
-            self.inner
-                .sessions
-                .execute(&args.session, &args.code, args.timeout)
-        );
+        let key = match mcpk_session::resolve_name(&self.inner.connection, &args.session) {
+            Ok(key) => key,
+            Err(error) => {
+                return Ok(crate::tools::ArgumentError(format!("execute: {error}")).into_result());
+            }
+        };
+        let mut call = pin!(self.inner.sessions.execute(
+            &key,
+            Call {
+                code: &args.code,
+                timeout: args.timeout,
+                mode: args.session_mode,
+                connection: &self.inner.connection,
+            }
+        ));
         // The first poll puts the call in its session's FIFO queue; after that, the next
         // arrival may go.
         let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
@@ -121,10 +137,13 @@ impl KernelServer {
             }
         };
         let duration = started.elapsed();
-        let outcome = outcome.map_err(|error| {
-            tracing::error!(session = %args.session, %error, "execute failed");
-            response::session_error(&error)
-        })?;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(session = %args.session, %error, "execute failed");
+                return response::session_error(&error, &args.session);
+            }
+        };
         tracing::debug!(
             session = %args.session,
             ok = outcome.result.is_ok(),
@@ -146,7 +165,7 @@ fn execute_tool(config: &ServeConfig) -> Tool {
     Tool::new(
         EXECUTE,
         execute_description(config),
-        crate::args::input_schema(config),
+        crate::tools::execute::input_schema(config),
     )
     .with_annotations(
         ToolAnnotations::with_title("Run JavaScript")
@@ -193,9 +212,12 @@ impl ServerHandler for KernelServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let catalog = self.inner.upstreams.settled_catalog().await;
-        Ok(ListResourcesResult::with_all_items(search::resources(
-            &catalog,
-        )))
+        let mut items = crate::resources::tools(&catalog);
+        items.extend(crate::resources::skills(&self.inner.sessions, &self.inner.connection).await?);
+        items.extend(
+            crate::resources::sessions(&self.inner.sessions, &self.inner.connection).await?,
+        );
+        Ok(ListResourcesResult::with_all_items(items))
     }
 
     async fn read_resource(
@@ -203,8 +225,14 @@ impl ServerHandler for KernelServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let catalog = self.inner.upstreams.settled_catalog().await;
-        search::read(&catalog, &request.uri).map(ReadResourceResponse::from)
+        crate::resources::read(
+            &self.inner.upstreams,
+            &self.inner.sessions,
+            &self.inner.connection,
+            &request.uri,
+        )
+        .await
+        .map(ReadResourceResponse::from)
     }
 
     async fn call_tool(
@@ -221,11 +249,19 @@ impl ServerHandler for KernelServer {
                 .map(CallToolResponse::from),
             search::SEARCH_TOOLS => {
                 let searched = match search::SearchArgs::parse(request.arguments) {
-                    Ok(args) => search::search(&self.inner.upstreams, &args).await,
+                    Ok(args) => {
+                        search::search(
+                            &self.inner.upstreams,
+                            &self.inner.sessions,
+                            &self.inner.connection.tenant,
+                            &args,
+                        )
+                        .await
+                    }
                     Err(error) => Err(error),
                 };
                 Ok(searched
-                    .unwrap_or_else(crate::args::ArgumentError::into_result)
+                    .unwrap_or_else(crate::tools::ArgumentError::into_result)
                     .into())
             }
             _ => Err(response::unknown_tool(&request.name)),

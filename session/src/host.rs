@@ -1,13 +1,15 @@
-//! The host handler of a server with no upstream MCP servers configured.
+//! The tools of a server with no upstream MCP servers configured.
 
-use mcpk_kernel::{HostFuture, HostHandler, HostOp};
+use mcpk_kernel::{HostFuture, HostOp};
 
-/// Answers host calls when no upstream MCP server is configured: the catalogue is empty and
-/// every tool call fails with a message naming the server and tool asked for.
+use crate::router::Tools;
+
+/// Answers tool host calls when no upstream MCP server is configured: the catalogue is empty
+/// and every tool call fails with a message naming the server and tool asked for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoUpstreams;
 
-impl HostHandler for NoUpstreams {
+impl Tools for NoUpstreams {
     fn call(&self, op: HostOp) -> HostFuture {
         let answer = match op {
             HostOp::ListTools { .. } | HostOp::SearchTools { .. } | HostOp::ListResources => {
@@ -22,5 +24,9 @@ impl HostHandler for NoUpstreams {
             _ => Err("unsupported host call".to_owned()),
         };
         Box::pin(std::future::ready(answer))
+    }
+
+    fn schema_sha256(&self, _server: &str, _tool: &str) -> Option<String> {
+        None
     }
 }

@@ -1,8 +1,297 @@
-//! The upstream tool catalogue's pure parts: TypeScript-style signatures generated from JSON
-//! Schema, and ranked search over tool names and descriptions.
+//! The tool catalogue: every tool of every ready upstream, a version hash, ranked search, and
+//! the entry shapes of the three detail levels.
+//!
+//! - `signature`: TypeScript-style signatures and `.d.ts` declarations from JSON Schema;
+//! - `rank`: BM25 ranking over tool names and descriptions.
 
-mod search;
+use std::fmt::Write as _;
+
+use rmcp::model::Tool;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+pub(crate) use mcpk_session::Detail;
+
+mod rank;
 mod signature;
 
-pub(crate) use search::SearchIndex;
+use rank::SearchIndex;
 pub(crate) use signature::{declaration, signature};
+
+/// One upstream tool, with its TypeScript signature and `.d.ts` declaration generated once,
+/// when the catalogue version that holds it is built (never per listing or search).
+#[derive(Debug, Clone)]
+pub(crate) struct CatalogTool {
+    pub(crate) server: String,
+    pub(crate) tool: Tool,
+    /// `signature(server, tool)`: one TypeScript line.
+    pub(crate) signature: String,
+    /// `declaration(server, tool)`: the `.d.ts` text with docs.
+    pub(crate) declaration: String,
+}
+
+impl CatalogTool {
+    /// The tool with its signature and declaration generated.
+    pub(crate) fn new(server: String, tool: Tool) -> Self {
+        Self {
+            signature: signature(&server, &tool),
+            declaration: declaration(&server, &tool),
+            server,
+            tool,
+        }
+    }
+}
+
+/// An immutable snapshot, rebuilt whenever any upstream's tool list or availability changes.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    /// Sorted by server, then tool name.
+    pub(crate) tools: Vec<CatalogTool>,
+    /// Hex SHA-256 over the canonical JSON of `tools`; changes when any tool list changes.
+    pub(crate) version: String,
+    index: SearchIndex,
+}
+
+/// Default and largest number of search results.
+const DEFAULT_LIMIT: usize = 10;
+const MAX_LIMIT: usize = 100;
+
+impl Catalog {
+    /// The version hash of `tools` (server name and tool), sorting them into catalogue order:
+    /// hex SHA-256 over the canonical JSON of each. Cheap next to generating signatures, so a
+    /// rebuild that finds the version unchanged keeps the old snapshot.
+    pub(crate) fn version_of(tools: &mut [(String, Tool)]) -> String {
+        tools.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
+        let mut hasher = Sha256::new();
+        for (server, tool) in tools.iter() {
+            let entry = json!([server, tool]);
+            hasher.update(serde_json::to_vec(&entry).unwrap_or_default());
+            hasher.update(b"\n");
+        }
+        let mut version = String::with_capacity(64);
+        for byte in hasher.finalize() {
+            let _ = write!(version, "{byte:02x}");
+        }
+        version
+    }
+
+    /// The snapshot of `tools` (server name and tool), generating each tool's signature and
+    /// declaration.
+    pub(crate) fn new(mut tools: Vec<(String, Tool)>) -> Self {
+        let version = Self::version_of(&mut tools);
+        let tools: Vec<CatalogTool> = tools
+            .into_iter()
+            .map(|(server, tool)| CatalogTool::new(server, tool))
+            .collect();
+        let index = SearchIndex::new(tools.iter().map(|t| {
+            (
+                t.server.as_str(),
+                t.tool.name.as_ref(),
+                t.tool.description.as_deref().unwrap_or_default(),
+            )
+        }));
+        Self {
+            tools,
+            version,
+            index,
+        }
+    }
+
+    /// Hex SHA-256 of the canonical JSON of `server.name`'s input schema, or `None` when the
+    /// catalogue has no such tool. Skills record it to notice a changed tool.
+    pub(crate) fn schema_sha256(&self, server: &str, name: &str) -> Option<String> {
+        let tool = self.find(server, name)?;
+        let digest =
+            Sha256::digest(serde_json::to_vec(&tool.tool.input_schema).unwrap_or_default());
+        let mut hex = String::with_capacity(64);
+        for byte in digest {
+            let _ = write!(hex, "{byte:02x}");
+        }
+        Some(hex)
+    }
+
+    /// The tool `name` of `server`.
+    pub(crate) fn find(&self, server: &str, name: &str) -> Option<&CatalogTool> {
+        self.tools
+            .iter()
+            .find(|t| t.server == server && t.tool.name == name)
+    }
+
+    /// Every tool, or one server's, in catalogue order.
+    pub(crate) fn list(&self, server: Option<&str>) -> Vec<&CatalogTool> {
+        self.tools
+            .iter()
+            .filter(|t| server.is_none_or(|s| t.server == s))
+            .collect()
+    }
+
+    /// Ranked search; `limit` defaults to 10 and is capped at 100.
+    pub(crate) fn search(
+        &self,
+        query: &str,
+        server: Option<&str>,
+        limit: Option<usize>,
+    ) -> Vec<&CatalogTool> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        self.index
+            .search(query, server, limit)
+            .into_iter()
+            .filter_map(|hit| self.find(&hit.server, &hit.tool))
+            .collect()
+    }
+}
+
+/// The first sentence of a description, at most 160 characters.
+pub(crate) fn summary(description: &str) -> String {
+    let first = description.trim().split("\n\n").next().unwrap_or_default();
+    let sentence = first
+        .find(". ")
+        .map_or(first, |i| &first[..=i])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if sentence.chars().count() > 160 {
+        let cut: String = sentence.chars().take(159).collect();
+        format!("{cut}…")
+    } else {
+        sentence
+    }
+}
+
+/// The JSON entry of one tool at `detail`.
+pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
+    let description = t.tool.description.as_deref().unwrap_or_default();
+    match detail {
+        Detail::Names => json!({"server": t.server, "name": t.tool.name}),
+        Detail::Signatures => json!({
+            "server": t.server,
+            "name": t.tool.name,
+            "signature": t.signature,
+            "description": summary(description),
+        }),
+        Detail::Full => json!({
+            "server": t.server,
+            "name": t.tool.name,
+            "title": t.tool.title,
+            "description": description,
+            "signature": t.signature,
+            "inputSchema": t.tool.input_schema,
+            "outputSchema": t.tool.output_schema,
+            "annotations": t.tool.annotations,
+        }),
+    }
+}
+
+/// Compact text for the `search_tools` MCP tool: one line per tool for `names`, a comment
+/// line plus the signature for `signatures`, the `.d.ts` declaration for `full`.
+pub(crate) fn render(tools: &[&CatalogTool], detail: Detail) -> String {
+    let mut out = String::new();
+    for t in tools {
+        match detail {
+            Detail::Names => {
+                let _ = writeln!(out, "{}.{}", t.server, t.tool.name);
+            }
+            Detail::Signatures => {
+                let summary = summary(t.tool.description.as_deref().unwrap_or_default());
+                if !summary.is_empty() {
+                    let _ = writeln!(out, "// {summary}");
+                }
+                let _ = writeln!(out, "{}", t.signature);
+            }
+            Detail::Full => {
+                let _ = writeln!(out, "{}", t.declaration);
+            }
+        }
+    }
+    out
+}
+
+/// The saved skills matching `query`, best first, at most `limit` (every skill, in library
+/// order, for an empty query). Ranked by the same BM25 index as tools, over each skill's name
+/// and description.
+pub(crate) fn rank_skills<'a>(
+    skills: &'a [mcpk_session::StoredSkill],
+    query: &str,
+    limit: usize,
+) -> Vec<&'a mcpk_session::StoredSkill> {
+    if skills.is_empty() {
+        return Vec::new();
+    }
+    let index = SearchIndex::new(
+        skills
+            .iter()
+            .map(|s| ("skills", s.name.as_str(), s.description.as_str())),
+    );
+    index
+        .search(query, None, limit)
+        .into_iter()
+        .filter_map(|hit| skills.iter().find(|s| s.name == hit.tool))
+        .collect()
+}
+
+/// A skill's one-line TypeScript-style signature:
+/// `skills.<name>(<params>): Promise<unknown> — <description summary>`.
+pub(crate) fn skill_signature(skill: &mcpk_session::StoredSkill) -> String {
+    let mut line = format!(
+        "skills.{}({}): Promise<unknown>",
+        skill.name,
+        skill.params.join(", ")
+    );
+    let summary = summary(&skill.description);
+    if !summary.is_empty() {
+        let _ = write!(line, " — {summary}");
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn tool(name: &str, description: &str) -> Tool {
+        let schema = json!({"type": "object", "properties": {"path": {"type": "string"}}});
+        let Value::Object(schema) = schema else {
+            unreachable!()
+        };
+        Tool::new(name.to_owned(), description.to_owned(), Arc::new(schema))
+    }
+
+    #[test]
+    fn the_version_changes_with_any_tool_list_and_not_with_order() {
+        let a = ("fs".to_owned(), tool("read_file", "Read a file."));
+        let b = ("mem".to_owned(), tool("read_graph", "Read the graph."));
+        let v1 = Catalog::new(vec![a.clone(), b.clone()]).version;
+        let v2 = Catalog::new(vec![b.clone(), a.clone()]).version;
+        assert_eq!(v1, v2);
+        assert_eq!(Catalog::version_of(&mut [b.clone(), a.clone()]), v1);
+        let mut changed = b.clone();
+        changed.1.description = Some("Read the whole graph.".into());
+        assert_ne!(Catalog::new(vec![a.clone(), changed]).version, v1);
+        assert_ne!(Catalog::new(vec![a]).version, v1);
+        assert_eq!(v1.len(), 64);
+    }
+
+    #[test]
+    fn signatures_are_generated_with_the_snapshot() {
+        let catalog = Catalog::new(vec![("fs".to_owned(), tool("read_file", "Read a file."))]);
+        let t = &catalog.tools[0];
+        assert_eq!(t.signature, signature("fs", &t.tool));
+        assert_eq!(t.declaration, declaration("fs", &t.tool));
+        assert_eq!(
+            entry(t, Detail::Signatures)["signature"],
+            t.signature.as_str()
+        );
+        assert!(render(&[t], Detail::Full).contains(&t.declaration));
+    }
+
+    #[test]
+    fn summaries_take_the_first_sentence() {
+        assert_eq!(summary("Read a file. Use it for text."), "Read a file.");
+        assert_eq!(
+            summary("  Line one\n  continues.\n\nSecond paragraph."),
+            "Line one continues."
+        );
+        assert_eq!(summary(&"x".repeat(300)).chars().count(), 160);
+    }
+}

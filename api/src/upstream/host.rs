@@ -1,14 +1,15 @@
-//! The host handler: answers sandboxed code's calls from the catalogue and the upstreams.
+//! [`Tools`] over the upstream clients: answers sandboxed code's catalogue, tool and resource
+//! calls (the session's router sends them here).
 
 use std::sync::Arc;
 
-use mcpk_session::{HostFuture, HostHandler, HostOp};
+use mcpk_session::{HostFuture, HostOp, Tools};
 use rmcp::ServiceError;
 use rmcp::model::{CallToolRequestParams, ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
 
-use super::catalog::entry;
 use super::{Status, Upstreams, list_resources, result};
+use crate::catalog::entry;
 
 /// Answers `HostOp`s with the configured upstreams. Every error message starts with
 /// `server.tool:` (or names the server) so the `ToolError` agent code sees says where it came
@@ -24,10 +25,14 @@ impl UpstreamHost {
     }
 }
 
-impl HostHandler for UpstreamHost {
+impl Tools for UpstreamHost {
     fn call(&self, op: HostOp) -> HostFuture {
         let upstreams = self.upstreams.clone();
         Box::pin(async move { answer(&upstreams, op).await })
+    }
+
+    fn schema_sha256(&self, server: &str, tool: &str) -> Option<String> {
+        self.upstreams.catalog().schema_sha256(server, tool)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Upstream MCP servers: connections through rmcp clients, the tool catalogue, and the
-//! [`HostHandler`](mcpk_kernel::HostHandler) that answers sandboxed code's `mcp.tools.*`,
+//! [`Tools`](mcpk_session::Tools) that answers sandboxed code's `mcp.tools.*`,
 //! `servers.*` and `mcp.resources.*` calls.
 //!
 //! Each configured server has a supervising task. It connects (spawning the stdio process or
@@ -11,7 +11,6 @@
 //! capped at 100 pages and 10,000 tools per server. Calls in flight when it dies fail with a clear error and are never retried, since
 //! tools may have side effects. Startup never waits for a slow or dead server.
 
-mod catalog;
 pub(crate) mod config;
 mod host;
 mod result;
@@ -28,7 +27,7 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use tokio::sync::{Notify, watch};
 
-pub(crate) use catalog::{Catalog, Detail, entry, render, summary};
+pub(crate) use crate::catalog::{Catalog, Detail, entry, render, summary};
 pub use config::UpstreamConfigError;
 pub(crate) use config::{ServerConfig, Transport};
 pub(crate) use host::UpstreamHost;
@@ -318,7 +317,7 @@ async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Conne
                 let name = config.name.clone();
                 let last_line = last_line.clone();
                 tokio::spawn(async move {
-                    let lines = mcpk_kernel::stderr_lines(stderr);
+                    let lines = mcpk_session::stderr_lines(stderr);
                     futures::pin_mut!(lines);
                     while let Some(line) = futures::StreamExt::next(&mut lines).await {
                         tracing::debug!(server = %name, "upstream stderr: {line}");

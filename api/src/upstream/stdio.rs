@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
-use mcpk_kernel::ChildSet;
+use mcpk_session::ChildSet;
 use tokio_util::sync::CancellationToken;
 
 /// Variables a stdio server inherits from the supervisor, when set: the set the MCP SDKs give

@@ -1,29 +1,26 @@
-//! The `execute` tool's arguments: a serde struct whose JSON schema comes from schemars, and
-//! the tool-error form of a rejection.
+//! The `execute` tool's arguments: a serde struct whose JSON schema comes from schemars.
 //!
 //! Deserialisation never coerces: a number is not a string, `"100"` is not an integer, `1.5`
 //! and `1.0` are not integers. Each field's deserialiser words its own rejection, naming the
-//! field and the problem in terms an agent can act on; any value echoed back is cut to
-//! [`MAX_ECHO_CHARS`] characters. Bad argument values are tool execution errors (`isError:
-//! true`, MCP 2025-11-25, SEP-1303), so the model sees them and corrects its call.
+//! field and the problem in terms an agent can act on (see [`super::ArgumentError`]).
 
 use std::time::Duration;
 
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::JsonObject;
 use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use mcpk_session::SessionMode;
+
+use super::{ArgumentError, describe};
 use crate::config::ServeConfig;
 
-/// The name of the session used when the call names none. Over stdio there is one MCP
-/// connection per process, so this is that connection's session.
-pub(crate) const DEFAULT_SESSION: &str = "default";
+/// The name of the session used when the call names none: the connection's own session,
+/// never shared with another connection.
+pub(crate) const DEFAULT_SESSION: &str = mcpk_session::DEFAULT_SESSION;
 
 /// The longest session name accepted, in characters.
 pub(crate) const MAX_SESSION_CHARS: usize = 128;
-
-/// The most characters of a rejected value (or unknown field name) an error message echoes.
-pub(crate) const MAX_ECHO_CHARS: usize = 40;
 
 /// `execute`'s arguments as they arrive. The schema the tool advertises is derived from this
 /// struct (with the configured timeout bounds filled in by [`input_schema`]).
@@ -41,6 +38,37 @@ struct ExecuteInput {
     #[serde(default, deserialize_with = "timeout_ms")]
     #[schemars(with = "Option<u64>", range(min = 1))]
     timeout_ms: Option<Timeout>,
+    /// `auto` (default): resume `session`, or create it if it never existed; `resume`: fail
+    /// with SessionNotFound instead of creating; `new`: start it fresh, also over an expired
+    /// name.
+    #[serde(default, deserialize_with = "session_mode")]
+    #[schemars(with = "Option<ModeSchema>")]
+    session_mode: Option<SessionMode>,
+}
+
+/// The schema of `session_mode` (the value itself is [`SessionMode`]).
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its JSON schema is used")]
+enum ModeSchema {
+    Auto,
+    Resume,
+    New,
+}
+
+fn session_mode<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SessionMode>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(None),
+        Value::String(mode) if mode == "auto" => Ok(Some(SessionMode::Auto)),
+        Value::String(mode) if mode == "resume" => Ok(Some(SessionMode::Resume)),
+        Value::String(mode) if mode == "new" => Ok(Some(SessionMode::New)),
+        other => Err(serde::de::Error::custom(format!(
+            "`session_mode` must be \"auto\", \"resume\" or \"new\", got {}",
+            describe(&other)
+        ))),
+    }
 }
 
 /// A `timeout_ms` value: its upper bound is configured, so the range is checked after
@@ -102,43 +130,6 @@ pub(crate) fn input_schema(config: &ServeConfig) -> JsonObject {
     schema
 }
 
-/// A rejected argument: a tool execution error whose message names the tool, the field and
-/// the problem.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct ArgumentError(pub(crate) String);
-
-impl ArgumentError {
-    /// `"<tool>: <problem>"`, from a serde rejection of the arguments of `tool`. serde's own
-    /// words for a missing or unknown field are kept, with an unknown name cut short.
-    pub(crate) fn from_serde(tool: &str, error: &serde_json::Error) -> Self {
-        let message = error.to_string();
-        let message = if let Some(field) = message.strip_prefix("missing field ") {
-            format!("missing required field {field}")
-        } else if let Some(rest) = message.strip_prefix("unknown field `")
-            && let Some((name, expected)) = rest.split_once("`, expected ")
-        {
-            format!("unknown field `{}`, expected {expected}", shorten(name))
-        } else {
-            message
-        };
-        Self(format!("{tool}: {message}"))
-    }
-
-    /// The tool result the agent sees: `isError: true`, the message as text, and
-    /// `structuredContent.error {name: "ArgumentError", message}` like other failed calls.
-    pub(crate) fn into_result(self) -> CallToolResult {
-        let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
-            "ArgumentError: {}",
-            self.0
-        ))]);
-        result.structured_content = Some(json!({
-            "error": {"name": "ArgumentError", "message": self.0, "stack": null},
-        }));
-        result
-    }
-}
-
 /// Validated arguments of one `execute` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ExecuteArgs {
@@ -146,6 +137,8 @@ pub(crate) struct ExecuteArgs {
     pub(crate) code: String,
     /// The session name, [`DEFAULT_SESSION`] when none was given.
     pub(crate) session: String,
+    /// How a session that is not live is treated.
+    pub(crate) session_mode: SessionMode,
     /// The wall-clock limit for this call.
     pub(crate) timeout: Duration,
 }
@@ -173,6 +166,7 @@ impl ExecuteArgs {
         Ok(Self {
             code: input.code,
             session: input.session.unwrap_or_else(|| DEFAULT_SESSION.to_owned()),
+            session_mode: input.session_mode.unwrap_or_default(),
             timeout,
         })
     }
@@ -192,21 +186,10 @@ fn is_valid_session_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-/// The offending value as JSON, cut short so a huge argument does not flood the error.
-pub(crate) fn describe(value: &Value) -> String {
-    shorten(&value.to_string())
-}
-
-/// `text` cut to [`MAX_ECHO_CHARS`] characters, with `…` when cut.
-pub(crate) fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_ECHO_CHARS) {
-        None => text.to_owned(),
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn parse(arguments: Value) -> Result<ExecuteArgs, String> {
@@ -221,6 +204,7 @@ mod tests {
         let expected = ExecuteArgs {
             code: "1".into(),
             session: "default".into(),
+            session_mode: SessionMode::Auto,
             timeout: Duration::from_millis(5000),
         };
         assert_eq!(parse(json!({"code": "1"})).unwrap(), expected);
@@ -284,7 +268,7 @@ mod tests {
             ),
             (
                 json!({"code": "1", "sesion": "a"}),
-                "execute: unknown field `sesion`, expected one of `code`, `session`, `timeout_ms`",
+                "execute: unknown field `sesion`, expected one of `code`, `session`, `timeout_ms`, `session_mode`",
             ),
         ];
         for (arguments, expected) in cases {

@@ -1,26 +1,26 @@
-//! The `search_tools` MCP tool and the `tool://<server>/<tool>.d.ts` resources: the agent's
-//! view of the upstream catalogue without loading every definition into its context.
+//! The `search_tools` MCP tool: the agent's view of the upstream catalogue and its saved
+//! skills without loading every definition into its context.
 
-use rmcp::ErrorData;
-use rmcp::model::{
-    CallToolResult, ContentBlock, JsonObject, ReadResourceResult, Resource, ResourceContents, Tool,
-    ToolAnnotations,
-};
+use mcpk_session::SessionManager;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-use crate::args::{ArgumentError, describe, shorten};
+use crate::tools::{ArgumentError, describe, shorten};
 
-use crate::upstream::{Catalog, Detail, Upstreams};
+use crate::upstream::{Detail, Upstreams};
 
 /// The tool's name.
 pub(crate) const SEARCH_TOOLS: &str = "search_tools";
+
+/// The most saved skills one search lists before the tools.
+pub(crate) const MAX_SKILL_HITS: usize = 5;
 
 /// Largest `limit`.
 const MAX_LIMIT: u64 = 100;
 
 /// `search_tools`' arguments as they arrive; the tool's input schema is derived from this
-/// struct. Each field's deserialiser words its own rejection (see [`crate::args`]).
+/// struct. Each field's deserialiser words its own rejection (see [`crate::tools`]).
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SearchInput {
@@ -117,9 +117,10 @@ pub(crate) fn tool() -> Tool {
     }
     Tool::new(
         SEARCH_TOOLS,
-        "Find upstream MCP tools to call from `execute` code as `await servers.<server>.<tool>(args)`. \
-         Ranked search over names and descriptions; returns TypeScript-style signatures. \
-         The same search is `mcp.tools.search(query, {detail, limit})` in code.",
+        "Find upstream MCP tools to call from `execute` code as `await servers.<server>.<tool>(args)`, \
+         and saved skills (`await skills.<name>(...)`). Ranked search over names and descriptions; \
+         returns TypeScript-style signatures. The same tool search is \
+         `mcp.tools.search(query, {detail, limit})` in code.",
         std::sync::Arc::new(schema),
     )
     .with_annotations(ToolAnnotations::with_title("Search upstream tools").read_only(true).idempotent(true).open_world(false))
@@ -156,12 +157,17 @@ impl SearchArgs {
     }
 }
 
-/// Runs the search: text for the model, `structuredContent {tools, catalog_version}` for code.
+/// Runs the search over the upstream tools and the tenant's saved skills: text for the
+/// model, `structuredContent {tools, skills, catalog_version, skills_version}` for code.
+/// Matching skills come first (at most [`MAX_SKILL_HITS`]), so an agent finds a saved skill
+/// before it rewrites it; a search scoped to one `server` leaves skills out.
 ///
 /// # Errors
 /// An [`ArgumentError`] when `server` names no configured server.
 pub(crate) async fn search(
     upstreams: &Upstreams,
+    sessions: &SessionManager,
+    tenant: &str,
     args: &SearchArgs,
 ) -> Result<CallToolResult, ArgumentError> {
     if let Some(server) = &args.server
@@ -186,8 +192,22 @@ pub(crate) async fn search(
     } else {
         catalog.search(&args.query, args.server.as_deref(), args.limit)
     };
+    let (skills_version, skills) = if args.server.is_some() {
+        (None, Vec::new())
+    } else {
+        match sessions.skills(tenant).await {
+            Ok((version, skills)) => (Some(version), skills),
+            Err(error) => {
+                tracing::warn!(%error, "search_tools: listing skills failed");
+                (None, Vec::new())
+            }
+        }
+    };
+    let skills = crate::catalog::rank_skills(&skills, &args.query, MAX_SKILL_HITS);
     let mut text = crate::upstream::render(&tools, args.detail);
-    if tools.is_empty() {
+    if tools.is_empty() && !skills.is_empty() {
+        text.clear();
+    } else if tools.is_empty() {
         text = if catalog.tools.is_empty() {
             "No upstream tools are available (no server is configured or ready).".to_owned()
         } else {
@@ -201,55 +221,31 @@ pub(crate) async fn search(
         .iter()
         .map(|t| crate::upstream::entry(t, args.detail))
         .collect();
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = Some(json!({"tools": entries, "catalog_version": catalog.version}));
-    Ok(result)
-}
-
-const SCHEME: &str = "tool://";
-
-/// One resource per upstream tool, `tool://<server>/<tool>.d.ts`.
-pub(crate) fn resources(catalog: &Catalog) -> Vec<Resource> {
-    catalog
-        .tools
-        .iter()
-        .map(|t| {
-            Resource::new(
-                format!("{SCHEME}{}/{}.d.ts", t.server, t.tool.name),
-                format!("{}.{}", t.server, t.tool.name),
-            )
-            .with_mime_type("application/typescript")
-            .with_description(crate::upstream::summary(
-                t.tool.description.as_deref().unwrap_or_default(),
-            ))
-        })
-        .collect()
-}
-
-/// The `.d.ts` text of `tool://<server>/<tool>.d.ts`.
-///
-/// # Errors
-/// `resource_not_found` (-32002) naming the URI when it is not a catalogue tool.
-pub(crate) fn read(catalog: &Catalog, uri: &str) -> Result<ReadResourceResult, ErrorData> {
-    let not_found = || {
-        ErrorData::resource_not_found(
-            format!(
-                "no resource `{uri}`: expected tool://<server>/<tool>.d.ts for a tool in the catalogue"
-            ),
-            None,
-        )
-    };
-    let path = uri
-        .strip_prefix(SCHEME)
-        .and_then(|p| p.strip_suffix(".d.ts"))
-        .ok_or_else(not_found)?;
-    let (server, tool) = path.split_once('/').ok_or_else(not_found)?;
-    let t = catalog.find(server, tool).ok_or_else(not_found)?;
-    let mut contents = ResourceContents::text(t.declaration.clone(), uri);
-    if let ResourceContents::TextResourceContents { mime_type, .. } = &mut contents {
-        *mime_type = Some("application/typescript".to_owned());
+    if !skills.is_empty() {
+        let lines: Vec<String> = skills
+            .iter()
+            .map(|s| crate::catalog::skill_signature(s))
+            .collect();
+        text = format!("Saved skills:\n{}\n{text}", lines.join("\n"));
     }
-    Ok(ReadResourceResult::new(vec![contents]))
+    let skill_entries: Vec<Value> = skills
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "signature": crate::catalog::skill_signature(s),
+                "description": s.description,
+            })
+        })
+        .collect();
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(json!({
+        "tools": entries,
+        "skills": skill_entries,
+        "catalog_version": catalog.version,
+        "skills_version": skills_version,
+    }));
+    Ok(result)
 }
 
 #[cfg(test)]
