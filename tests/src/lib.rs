@@ -30,7 +30,7 @@ pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 pub const SPIN_TICKS: u64 = 20;
 
 /// User + system CPU ticks process `pid` has used, from `/proc/<pid>/stat`.
-fn cpu_ticks(pid: u32) -> Option<u64> {
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     // After the command: state (field 3), ... utime (14), stime (15).
@@ -125,9 +125,12 @@ impl Server {
     /// When the binary is missing, cannot be started, or the MCP handshake fails.
     pub async fn start_with_env(flags: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = tokio::process::Command::new(binary_path());
+        // The embedded default (memory store) unless a test passes --redis-url itself, with a
+        // unique --redis-key-prefix: the REDIS_URL scripts/test.sh exports is for those tests.
         command
             .arg("serve")
             .args(flags)
+            .env_remove("REDIS_URL")
             .envs(env.iter().copied())
             .kill_on_drop(true);
         if std::env::var_os("RUST_LOG").is_none() {
@@ -369,6 +372,38 @@ impl Drop for Server {
     }
 }
 
+/// The Redis the tests use: `$REDIS_URL` (scripts/test.sh exports it, starting a
+/// `redis-server` when none answers), else `redis://127.0.0.1:6379`.
+#[must_use]
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A Redis key prefix no other test (or test run) uses: `test:<pid>:<n>:`.
+#[must_use]
+pub fn unique_prefix() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("test:{}:{nanos}:{n}:", std::process::id())
+}
+
+impl Server {
+    /// Starts a server whose snapshots, skills and leases live in the test Redis under
+    /// `prefix`, with extra `serve` flags.
+    pub async fn start_redis(prefix: &str, flags: &[&str]) -> Self {
+        let url = redis_url();
+        let mut all = vec!["--redis-url", url.as_str(), "--redis-key-prefix", prefix];
+        all.extend_from_slice(flags);
+        Self::start_with(&all).await
+    }
+}
+
 /// Starts a server and writes `requests` (JSON-RPC requests with distinct numeric ids) to it
 /// in one write, right after the MCP handshake, without waiting for any answer. Returns the
 /// responses by id. This bypasses the rmcp client, which may reorder concurrent requests, so
@@ -382,6 +417,7 @@ pub async fn pipelined(requests: &[Value]) -> std::collections::HashMap<u64, Val
 
     let mut child = tokio::process::Command::new(binary_path())
         .arg("serve")
+        .env_remove("REDIS_URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

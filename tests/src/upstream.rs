@@ -299,6 +299,7 @@ impl Server {
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(binary_path())
         .args(args)
+        .env_remove("REDIS_URL")
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

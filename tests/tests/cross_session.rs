@@ -49,6 +49,7 @@ async fn execute_on_any_session_completes_while_catalogue_requests_wait_for_a_st
     );
     let mut child = tokio::process::Command::new(binary_path())
         .args(["serve", "--config", utf8(&config)])
+        .env_remove("REDIS_URL")
         // Long enough that a catalogue request cannot give up before the gate opens.
         .args(["--upstream-connect-timeout-ms", "600000"])
         .stdin(Stdio::piped())

@@ -86,22 +86,3 @@ async fn nesting_at_100_levels_serialises_and_one_level_more_fails() {
     assert_eq!(result.error_name(), "SerializationError");
     result.assert_message_contains(&["more than 100 levels"]);
 }
-
-#[tokio::test]
-async fn sessions_past_max_sessions_are_refused_naming_the_limit() {
-    let server = Server::start_with(&["--max-sessions", "2"]).await;
-    server.execute_in("a", "mcp.state.v = 'a'").await;
-    server.execute_in("b", "1").await;
-    let error = server
-        .execute_rejected(json!({"code": "1", "session": "c"}))
-        .await;
-    assert!(
-        error.message.contains("max_sessions=2"),
-        "{}",
-        error.message
-    );
-    assert_eq!(
-        server.execute_in("a", "mcp.state.v").await.value(),
-        &json!("a")
-    );
-}

@@ -102,7 +102,7 @@ fn run_prints_the_result_on_stdout_and_the_logs_on_stderr() {
     let printed: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!("stdout is not one JSON value ({e}): {stdout:?}\nstderr: {stderr}")
     });
-    assert_eq!(printed, json!({"s": {"n": 2, "doubled": 4}, "tools": 15}));
+    assert_eq!(printed, json!({"s": {"n": 2, "doubled": 4}, "tools": 16}));
     assert!(stderr.contains("[log] checking 2\n"), "{stderr}");
     assert!(stderr.contains("[warn] careful\n"), "{stderr}");
     assert!(!stdout.contains("checking"), "{stdout}");

@@ -23,7 +23,8 @@
 //!   linked by cursors), for the client's paging cap.
 //!
 //! Tools: `echo`, `crash`, `hang`, `cancellations`, `fail`, `image`, `audio`, `structured`,
-//! `slow`, `rendezvous`, `env`, `stderr_flood`, `pid`, `big`, `hang_tools_list` (and `late`).
+//! `slow`, `rendezvous`, `env`, `stderr_flood`, `pid`, `big`, `hang_tools_list`, `grow_echo`
+//! (and `late`).
 //! Resource: `fixture://readme`.
 //!
 //! Stdout carries only the MCP stream; diagnostics go to stderr.
@@ -125,6 +126,8 @@ struct Inner {
     hanging: AtomicU64,
     /// Whether `late` has been added.
     late: AtomicBool,
+    /// `grow_echo` was called: `echo` lists its grown schema.
+    echo_grown: AtomicBool,
     /// Set by `hang_tools_list`: every later `tools/list` never answers.
     hang_tools_list: AtomicBool,
     /// `--tool-pages`.
@@ -322,7 +325,30 @@ fn base_tools() -> Vec<Tool> {
             closed_schema(json!({}), &[]),
         )
         .with_annotations(not_destructive()),
+        Tool::new(
+            "grow_echo",
+            "Adds the optional boolean property `loud` to `echo`'s input schema, then sends \
+             notifications/tools/list_changed.",
+            closed_schema(json!({}), &[]),
+        )
+        .with_annotations(not_destructive()),
     ]
+}
+
+/// `echo` as it is listed after `grow_echo`: one more optional property.
+fn grown_echo() -> Tool {
+    Tool::new(
+        "echo",
+        "Returns its arguments as JSON text (no structured content).",
+        closed_schema(
+            json!({
+                "value": {"description": "Any JSON value, echoed back"},
+                "loud": {"type": "boolean", "description": "Ignored"},
+            }),
+            &[],
+        ),
+    )
+    .with_annotations(read_only())
 }
 
 fn late_tool() -> Tool {
@@ -358,6 +384,7 @@ impl Fixture {
                 cancellations: AtomicU64::new(0),
                 hanging: AtomicU64::new(0),
                 late: AtomicBool::new(false),
+                echo_grown: AtomicBool::new(false),
                 stdin_closed,
                 rendezvous: std::sync::Mutex::default(),
             }),
@@ -366,6 +393,9 @@ impl Fixture {
 
     fn tools(&self) -> Vec<Tool> {
         let mut tools = base_tools();
+        if self.inner.echo_grown.load(Ordering::SeqCst) {
+            tools[0] = grown_echo();
+        }
         if self.inner.late.load(Ordering::SeqCst) {
             tools.push(late_tool());
         }
@@ -520,6 +550,13 @@ impl Fixture {
                 Ok(CallToolResult::success(vec![ContentBlock::text(
                     "x".repeat(bytes),
                 )]))
+            }
+            "grow_echo" => {
+                self.inner.echo_grown.store(true, Ordering::SeqCst);
+                if let Err(error) = context.peer.notify_tool_list_changed().await {
+                    eprintln!("mcpk-fixture: cannot send tools/list_changed: {error}");
+                }
+                Ok(json_text(&json!({"grown": true})))
             }
             "hang_tools_list" => {
                 self.inner.hang_tools_list.store(true, Ordering::SeqCst);

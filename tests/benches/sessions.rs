@@ -1,0 +1,207 @@
+//! Sessions and skills, measured through a real MCP client against `mcp-kernel serve`:
+//!
+//! - the first call of a hibernated session holding 1 MB of `mcp.state` (store load, worker
+//!   lease, `Restore`), against the same call on the live session, with the memory store and
+//!   with Redis;
+//! - the footprint of a hibernated session in Redis (`MEMORY USAGE` of its keys) beyond its
+//!   state;
+//! - the supervisor's RSS with 1,000 sessions opened and then hibernated (memory store);
+//! - `await skills.f(x)` against the same code inline.
+//!
+//! ```text
+//! cargo build --bins && cargo bench -p mcpk-tests --bench sessions --profile dev
+//! ```
+//! Needs a Redis at `REDIS_URL` (default redis://127.0.0.1:6379) for the Redis rows.
+//! Linux only (reads `/proc`).
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark reports its table on stdout"
+)]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use mcpk_tests::stats::{Stats, ms};
+use mcpk_tests::{ExecuteResult as _, Server, redis_url, rss_kib, unique_prefix};
+use serde_json::json;
+
+/// Calls measured per row.
+const SAMPLES: usize = 100;
+/// Sessions opened for the RSS measurement.
+const MANY_SESSIONS: usize = 1_000;
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+fn check(result: &rmcp::model::CallToolResult) -> anyhow::Result<()> {
+    ensure!(!result.is_error(), "call failed: {}", result.text());
+    Ok(())
+}
+
+/// `mcp.state.rows`: about 1 MB of JSON.
+const ONE_MB_STATE: &str = "mcp.state.rows = Array.from({length: 16000}, (_, i) => \
+    ({id: i, name: 'row-' + i, tags: ['a', 'b'], score: i * 1.5, note: 'x'.repeat(20)})); \
+    return JSON.stringify(mcp.state.rows).length";
+
+async fn run() -> anyhow::Result<()> {
+    println!(
+        "mcp-kernel sessions benchmark: {}",
+        mcpk_tests::binary_path().display()
+    );
+    let mut rows = Vec::new();
+    let memory = restore_rows(&[]).await?;
+    rows.push((
+        "hibernated 1 MB session, first call (memory store)",
+        memory.0,
+    ));
+    rows.push(("same session, live (memory store)", memory.1));
+    let prefix = unique_prefix();
+    let url = redis_url();
+    let redis_flags = [
+        "--redis-url",
+        url.as_str(),
+        "--redis-key-prefix",
+        prefix.as_str(),
+    ];
+    let redis = restore_rows(&redis_flags).await?;
+    rows.push(("hibernated 1 MB session, first call (Redis)", redis.0));
+    rows.push(("same session, live (Redis)", redis.1));
+    let (skill, inline) = skill_rows().await?;
+    rows.push(("await skills.sumTo(1000)", skill));
+    rows.push(("the same loop inline", inline));
+
+    println!();
+    println!(
+        "{:<52} {:>5} {:>10} {:>10}",
+        "measurement", "n", "p50", "p99"
+    );
+    for (name, samples) in &rows {
+        let stats = Stats::of(samples);
+        println!(
+            "{name:<52} {:>5} {:>10} {:>10}",
+            samples.len(),
+            ms(stats.p50),
+            ms(stats.p99)
+        );
+    }
+    println!();
+    footprint(&prefix).await?;
+    many_sessions().await?;
+    Ok(())
+}
+
+/// Alternates two sessions on a server with one live session, so every call on `big` finds
+/// it hibernated; then calls `big` repeatedly while it stays live.
+async fn restore_rows(flags: &[&str]) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut all = vec!["--max-live-sessions", "1"];
+    all.extend_from_slice(flags);
+    let server = Server::start_with(&all).await;
+    let size = server.execute_in("big", ONE_MB_STATE).await;
+    check(&size)?;
+    println!("state of `big`: {} bytes of JSON rows", size.value());
+    let mut hibernated = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        check(&server.execute_in("other", "1").await)?;
+        let started = Instant::now();
+        let result = server.execute_in("big", "return 1").await;
+        hibernated.push(started.elapsed());
+        check(&result)?;
+    }
+    let mut live = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        let result = server.execute_in("big", "return 1").await;
+        live.push(started.elapsed());
+        check(&result)?;
+    }
+    Ok((hibernated, live))
+}
+
+async fn skill_rows() -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let server = Server::start().await;
+    check(
+        &server
+            .execute("await mcp.skills.save('sumTo', (n) => { let s = 0; for (let i = 0; i < n; i++) s += i; return s; })")
+            .await,
+    )?;
+    let mut skill = Vec::with_capacity(SAMPLES);
+    let mut inline = Vec::with_capacity(SAMPLES);
+    for _ in 0..10 {
+        check(&server.execute("return skills.sumTo(1000)").await)?;
+    }
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        let result = server.execute("return skills.sumTo(1000)").await;
+        skill.push(started.elapsed());
+        ensure!(result.value() == &json!(499_500), "{}", result.text());
+        let started = Instant::now();
+        let result = server
+            .execute("let s = 0; for (let i = 0; i < 1000; i++) s += i; return s")
+            .await;
+        inline.push(started.elapsed());
+        ensure!(result.value() == &json!(499_500), "{}", result.text());
+    }
+    Ok((skill, inline))
+}
+
+/// Bytes Redis uses for one hibernated session with a small state, beyond the state itself.
+async fn footprint(prefix: &str) -> anyhow::Result<()> {
+    let url = redis_url();
+    let server = Server::start_redis(prefix, &["--max-live-sessions", "1"]).await;
+    check(&server.execute_in("tiny", "mcp.state.n = 1; 1").await)?;
+    check(&server.execute_in("other", "1").await)?;
+    drop(server);
+    let store = mcpk_session::Store::redis(
+        &url,
+        mcpk_session::StoreConfig {
+            key_prefix: prefix.to_owned(),
+            ..mcpk_session::StoreConfig::default()
+        },
+    )
+    .await
+    .context("connecting to Redis")?;
+    let key = mcpk_session::SessionKey::named("local", "tiny")?;
+    let bytes = store
+        .footprint(&key)
+        .await?
+        .context("no snapshot for `tiny`")?;
+    println!(
+        "hibernated session in Redis (state {{\"n\":1}}, 7 bytes): {bytes} bytes (MEMORY USAGE of its keys)"
+    );
+    Ok(())
+}
+
+/// Supervisor RSS before and after opening 1,000 sessions that then hibernate (memory store,
+/// 8 live at most).
+async fn many_sessions() -> anyhow::Result<()> {
+    let server = Server::start_with(&["--max-live-sessions", "8"]).await;
+    check(&server.execute("1").await)?;
+    let before = rss_kib(server.pid())?;
+    let started = Instant::now();
+    for i in 0..MANY_SESSIONS {
+        check(
+            &server
+                .execute_in(
+                    &format!("s{i}"),
+                    "mcp.state.n = 1; mcp.state.note = 'hello'; 1",
+                )
+                .await,
+        )?;
+    }
+    let elapsed = started.elapsed();
+    let after = rss_kib(server.pid())?;
+    println!(
+        "{MANY_SESSIONS} sessions opened and hibernated ({} live workers): supervisor RSS {:.1} MiB → {:.1} MiB ({:.2} KiB per hibernated session); {:.1} ms per open+hibernate",
+        server.workers().len(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after.saturating_sub(before)) as f64 / MANY_SESSIONS as f64,
+        elapsed.as_secs_f64() * 1000.0 / MANY_SESSIONS as f64,
+    );
+    Ok(())
+}
