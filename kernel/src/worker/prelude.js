@@ -653,7 +653,11 @@
 
   function skillName(where, name) {
     if (typeof name !== 'string') throw new TypeErrorC(`${where}: \`name\` must be a string`);
-    if (!isSkillName(name)) throw new TypeErrorC(`${where}: the skill name ${stringify(name)} is not valid: ${NAME_RULE}`);
+    if (!isSkillName(name)) {
+      // The message shows at most 80 characters of the name.
+      const shown = name.length > 80 ? `${stringify(name.slice(0, 80))}…` : stringify(name);
+      throw new TypeErrorC(`${where}: the skill name ${shown} is not valid: ${NAME_RULE}`);
+    }
     return name;
   }
 

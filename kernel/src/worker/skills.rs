@@ -68,10 +68,15 @@ impl SkillError {
 impl std::fmt::Display for SkillError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Name(name) => write!(
-                f,
-                "the skill name {name:?} is not valid: it must match ^[A-Za-z_$][A-Za-z0-9_$]{{0,63}}$"
-            ),
+            Self::Name(name) => {
+                // At most 80 characters of the name.
+                let shown: String = name.chars().take(80).collect();
+                let more = if shown.len() < name.len() { "…" } else { "" };
+                write!(
+                    f,
+                    "the skill name {shown:?}{more} is not valid: it must match ^[A-Za-z_$][A-Za-z0-9_$]{{0,63}}$"
+                )
+            }
             Self::TooLarge { source_bytes } => write!(
                 f,
                 "the skill's source is {source_bytes} bytes, over MAX_SKILL_SOURCE_BYTES={MAX_SKILL_SOURCE_BYTES}"
@@ -414,6 +419,14 @@ mod tests {
         assert_eq!(
             analyze("bad name", "() => 1"),
             Err(SkillError::Name("bad name".to_owned()))
+        );
+        let long = "x".repeat(10_000);
+        assert_eq!(
+            SkillError::Name(long).to_string(),
+            format!(
+                "the skill name \"{}\"… is not valid: it must match ^[A-Za-z_$][A-Za-z0-9_$]{{0,63}}$",
+                "x".repeat(80)
+            )
         );
     }
 
