@@ -43,10 +43,22 @@ fn check(result: &rmcp::model::CallToolResult) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mcp.state.rows`: about 1 MB of JSON.
-const ONE_MB_STATE: &str = "mcp.state.rows = Array.from({length: 16000}, (_, i) => \
-    ({id: i, name: 'row-' + i, tags: ['a', 'b'], score: i * 1.5, note: 'x'.repeat(20)})); \
-    return JSON.stringify(mcp.state.rows).length";
+/// `mcp.state.rows`: `rows` records, about 1 MB of JSON for the default 11,000.
+fn big_state(rows: usize) -> String {
+    format!(
+        "mcp.state.rows = Array.from({{length: {rows}}}, (_, i) => \
+         ({{id: i, name: 'row-' + i, tags: ['a', 'b'], score: i * 1.5, note: 'x'.repeat(20)}})); \
+         return JSON.stringify(mcp.state.rows).length"
+    )
+}
+
+/// Rows in the hibernated session's state: `MCPK_BENCH_ROWS`, default 11,000 (about 1 MB).
+fn rows() -> usize {
+    std::env::var("MCPK_BENCH_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(11_000)
+}
 
 async fn run() -> anyhow::Result<()> {
     println!(
@@ -98,10 +110,10 @@ async fn run() -> anyhow::Result<()> {
 /// Alternates two sessions on a server with one live session, so every call on `big` finds
 /// it hibernated; then calls `big` repeatedly while it stays live.
 async fn restore_rows(flags: &[&str]) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
-    let mut all = vec!["--max-live-sessions", "1"];
+    let mut all = vec!["--max-live-sessions", "1", "--warm-workers", "8"];
     all.extend_from_slice(flags);
     let server = Server::start_with(&all).await;
-    let size = server.execute_in("big", ONE_MB_STATE).await;
+    let size = server.execute_in("big", &big_state(rows())).await;
     check(&size)?;
     println!("state of `big`: {} bytes of JSON rows", size.value());
     let mut hibernated = Vec::with_capacity(SAMPLES);
