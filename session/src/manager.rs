@@ -500,7 +500,9 @@ impl Shared {
         }
     }
 
-    /// One call on a locked, live session.
+    /// One call on a locked, live session: two store round trips in all (acquire, which also
+    /// reads the generation and the skills version; and `finish`, which commits or touches
+    /// and releases).
     async fn run(
         &self,
         key: &SessionKey,
@@ -525,12 +527,13 @@ impl Shared {
                 }
             }
         };
+        let mut released = false;
         let result = tokio::select! {
-            result = self.run_leased(key, inner, call, &lease) => result,
+            result = self.run_leased(key, inner, call, &lease, &mut released) => result,
             never = renew => never,
         };
         held.lease = None;
-        if let Err(error) = self.store.release(key, &lease).await {
+        if !released && let Err(error) = self.store.release(key, &lease).await {
             tracing::warn!(session = %key.name, %error, "releasing the session lease failed; it expires by itself");
         }
         result
@@ -542,6 +545,7 @@ impl Shared {
         inner: &mut SessionInner,
         call: &Call<'_>,
         lease: &Lease,
+        released: &mut bool,
     ) -> Result<CallOutcome, SessionError> {
         if lease.generation != inner.meta.generation {
             // Another replica committed this session since this one last ran it: the live
@@ -585,7 +589,7 @@ impl Shared {
                 worker
             }
         };
-        let library = self.library(&key.tenant).await?;
+        let library = self.library(&key.tenant, lease.skills_version).await?;
         let skills = (worker.skills_version() != Some(library.version))
             .then(|| SkillLibrary::clone(&library));
         let router: Arc<dyn mcpk_kernel::HostHandler> = Arc::new(Router {
@@ -614,7 +618,7 @@ impl Shared {
                 state.apply(delta.clone());
                 meta.state_bytes = state.json_bytes() as u64;
                 meta.generation += 1;
-                match self.store.commit(key, lease, &delta, &meta).await {
+                match self.store.finish(key, lease, Some(&delta), &meta).await {
                     Ok(()) => {
                         inner.state = state;
                         Ok(())
@@ -622,8 +626,9 @@ impl Shared {
                     Err(error) => Err(error),
                 }
             }
-            None => self.store.touch(key, lease, &meta).await,
+            None => self.store.finish(key, lease, None, &meta).await,
         };
+        *released = committed.is_ok();
         if let Err(error) = committed {
             // The worker holds state the store refused: stop it, so the next call restores
             // what was committed.
@@ -645,9 +650,9 @@ impl Shared {
         self.me.clone()
     }
 
-    /// The tenant's skills library at its current version, loaded once per version.
-    async fn library(&self, tenant: &str) -> Result<Arc<SkillLibrary>, SessionError> {
-        let version = self.store.skills_version(tenant).await?;
+    /// The tenant's skills library at `version` (read with the lease) or later, loaded once
+    /// per version.
+    async fn library(&self, tenant: &str, version: u64) -> Result<Arc<SkillLibrary>, SessionError> {
         if let Some(library) = self
             .libraries
             .lock()

@@ -144,7 +144,12 @@ impl MemoryStore {
                         let expires = now + self.config.lease_ttl;
                         inner.leases.insert(key.clone(), Held { token, expires });
                         let generation = inner.session(key, now).map_or(0, |s| s.meta.generation);
-                        return Ok(Lease { token, generation });
+                        let skills_version = inner.skills.get(&key.tenant).map_or(0, |l| l.version);
+                        return Ok(Lease {
+                            token,
+                            generation,
+                            skills_version,
+                        });
                     }
                 }
             };
@@ -191,6 +196,18 @@ impl MemoryStore {
         meta: &SessionMeta,
     ) -> Result<SessionMeta, StoreError> {
         self.write(key, lease, meta, None)
+    }
+
+    pub(crate) async fn finish(
+        &self,
+        key: &SessionKey,
+        lease: &Lease,
+        delta: Option<&StateDelta>,
+        meta: &SessionMeta,
+    ) -> Result<SessionMeta, StoreError> {
+        let written = self.write(key, lease, meta, delta)?;
+        self.release(key, lease).await?;
+        Ok(written)
     }
 
     /// Commit (`delta` given) or touch: fenced, capped, then applied with every TTL refreshed.

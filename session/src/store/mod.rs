@@ -95,6 +95,9 @@ pub struct Lease {
     /// no snapshot). A replica whose live worker has committed fewer generations is stale and
     /// must restore from the snapshot.
     pub generation: u64,
+    /// The tenant's skills library version when the lease was acquired (read in the same
+    /// round trip, so a call needs no separate look-up).
+    pub skills_version: u64,
 }
 
 /// An upstream tool a skill calls, with the hash of the tool's schema when the skill was saved.
@@ -368,6 +371,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         check_tenant(&key.tenant)?;
         dispatch!(self, s => s.touch(key, lease, meta).await).map(drop)
+    }
+
+    /// [`Store::commit`] (with `delta`) or [`Store::touch`] (without), then [`Store::release`],
+    /// in one round trip: the end of a call. Nothing is written, and the lease is kept, when
+    /// it fails.
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    pub async fn finish(
+        &self,
+        key: &SessionKey,
+        lease: &Lease,
+        delta: Option<&StateDelta>,
+        meta: &SessionMeta,
+    ) -> Result<(), StoreError> {
+        check_tenant(&key.tenant)?;
+        dispatch!(self, s => s.finish(key, lease, delta, meta).await).map(drop)
     }
 
     /// Gives the lease up if it is still this one's (a lease already lost is not an error).

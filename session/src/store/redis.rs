@@ -55,17 +55,19 @@ fn backend(e: RedisError) -> StoreError {
     StoreError::Backend(format!("redis: {e}"))
 }
 
-/// KEYS: lease, fence counter, snap. ARGV: lease_ttl_ms.
-/// Returns `{token, generation}`, or `{0, pttl_ms}` while another holds the lease.
+/// KEYS: lease, fence counter, snap, skills version. ARGV: lease_ttl_ms.
+/// Returns `{token, generation, skills_version}`, or `{0, pttl_ms, 0}` while another holds
+/// the lease.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {0, redis.call('PTTL', KEYS[1])}
+  return {0, redis.call('PTTL', KEYS[1]), 0}
 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
-return {token, tonumber(redis.call('HGET', KEYS[3], 'generation') or '0')}
+return {token, tonumber(redis.call('HGET', KEYS[3], 'generation') or '0'),
+  tonumber(redis.call('GET', KEYS[4]) or '0')}
 ",
     )
 });
@@ -96,8 +98,9 @@ return redis.call('DEL', KEYS[1])
 /// KEYS: snap, tomb, lease, idx.
 /// ARGV: 1 token, 2 name, 3 created_ms, 4 last_used_ms, 5 retention_ms, 6 tombstone_ms,
 /// 7 lease_ttl_ms, 8 max_snapshot_bytes, 9 format, 10 index cutoff (last use older than this
-/// has expired), 11 has_delta, 12 replace, 13 nchanges, 14 norder (-1: none), then
-/// `nchanges` × (key, 's'|'d', value), then `norder` keys.
+/// has expired), 11 has_delta, 12 replace, 13 nchanges, 14 norder (-1: none), 15 release (1:
+/// delete the lease after writing), then `nchanges` × (key, 's'|'d', value), then `norder`
+/// keys.
 ///
 /// Returns `{'ok', created_ms, state_bytes, generation}`, `{'fenced', 0, 0, 0}` or
 /// `{'too_large', bytes, 0, 0}`; nothing is written unless 'ok'.
@@ -110,7 +113,8 @@ local has_delta = ARGV[11] == '1'
 local replace = ARGV[12] == '1'
 local nchanges = tonumber(ARGV[13])
 local norder = tonumber(ARGV[14])
-local base = 14
+local release = ARGV[15] == '1'
+local base = 15
 local generation = tonumber(redis.call('HGET', snap, 'generation') or '0')
 local created = redis.call('HGET', snap, 'created_ms') or ARGV[3]
 local sum, count = 0, 0
@@ -190,7 +194,11 @@ redis.call('HSET', snap, 'format', ARGV[9], 'created_ms', created, 'last_used_ms
   'state_bytes', bytes, 'sum', sum, 'count', count, 'generation', generation)
 redis.call('PEXPIRE', snap, ARGV[5])
 redis.call('SET', tomb, '1', 'PX', ARGV[6])
-redis.call('PEXPIRE', lease, ARGV[7])
+if release then
+  redis.call('DEL', lease)
+else
+  redis.call('PEXPIRE', lease, ARGV[7])
+end
 redis.call('ZADD', idx, ARGV[4], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. ARGV[10])
 redis.call('PEXPIRE', idx, ARGV[6])
@@ -333,10 +341,11 @@ impl RedisStore {
         let start = Instant::now();
         let mut backoff = ACQUIRE_BACKOFF_MIN;
         loop {
-            let (token, second): (u64, i64) = ACQUIRE
+            let (token, second, skills_version): (u64, i64, u64) = ACQUIRE
                 .key(self.session_key("lease", key))
                 .key(format!("{}fence", self.prefix))
                 .key(self.session_key("snap", key))
+                .key(self.tenant_key("skillver", &key.tenant))
                 .arg(ms(self.config.lease_ttl))
                 .invoke_async(&mut self.con())
                 .await
@@ -345,6 +354,7 @@ impl RedisStore {
                 return Ok(Lease {
                     token,
                     generation: u64::try_from(second).unwrap_or(0),
+                    skills_version,
                 });
             }
             let now = Instant::now();
@@ -390,7 +400,7 @@ impl RedisStore {
         delta: &StateDelta,
         meta: &SessionMeta,
     ) -> Result<SessionMeta, StoreError> {
-        self.write(key, lease, meta, Some(delta)).await
+        self.write(key, lease, meta, Some(delta), false).await
     }
 
     pub(crate) async fn touch(
@@ -399,7 +409,17 @@ impl RedisStore {
         lease: &Lease,
         meta: &SessionMeta,
     ) -> Result<SessionMeta, StoreError> {
-        self.write(key, lease, meta, None).await
+        self.write(key, lease, meta, None, false).await
+    }
+
+    pub(crate) async fn finish(
+        &self,
+        key: &SessionKey,
+        lease: &Lease,
+        delta: Option<&StateDelta>,
+        meta: &SessionMeta,
+    ) -> Result<SessionMeta, StoreError> {
+        self.write(key, lease, meta, delta, true).await
     }
 
     async fn write(
@@ -408,6 +428,7 @@ impl RedisStore {
         lease: &Lease,
         meta: &SessionMeta,
         delta: Option<&StateDelta>,
+        release: bool,
     ) -> Result<SessionMeta, StoreError> {
         let config = &self.config;
         let retention_ms = ms(config.retention);
@@ -435,7 +456,9 @@ impl RedisStore {
         match delta {
             Some(delta) => {
                 let norder = delta.order.as_ref().map_or(-1, |o| o.len() as i64);
-                inv.arg(delta.changes.len()).arg(norder);
+                inv.arg(delta.changes.len())
+                    .arg(norder)
+                    .arg(u8::from(release));
                 for (k, v) in &delta.changes {
                     match v {
                         Some(v) => inv.arg(k).arg("s").arg(v),
@@ -447,7 +470,7 @@ impl RedisStore {
                 }
             }
             None => {
-                inv.arg(0).arg(-1);
+                inv.arg(0).arg(-1).arg(u8::from(release));
             }
         }
         let (status, a, b, c): (String, u64, u64, u64) =

@@ -909,3 +909,53 @@ fn the_tombstone_outlives_retention_twice_over() {
     assert_eq!(defaults.effective_tombstone(), defaults.tombstone);
     assert_eq!(defaults.tombstone, defaults.retention * 2);
 }
+
+/// `finish` commits (or touches) and releases in one step; `acquire` reads the skills version.
+async fn finish_writes_and_releases(store: &Store) {
+    let k = key("finish");
+    let lease = store.acquire(&k, soon()).await.unwrap();
+    assert_eq!((lease.generation, lease.skills_version), (0, 0));
+    store
+        .finish(
+            &k,
+            &lease,
+            Some(&changes(vec![set("a", "1")])),
+            &meta(T0_MS),
+        )
+        .await
+        .unwrap();
+    // Released: another acquire succeeds at once, and sees the new generation.
+    store
+        .skill_save("acme", skill("s", "() => 1", T0_MS))
+        .await
+        .unwrap();
+    let next = store.acquire(&k, Instant::now()).await.unwrap();
+    assert_eq!((next.generation, next.skills_version), (1, 1));
+    // A stale lease's finish is fenced: nothing written, and the current lease is kept.
+    let fenced = store
+        .finish(
+            &k,
+            &lease,
+            Some(&changes(vec![set("a", "2")])),
+            &meta(T0_MS + 1),
+        )
+        .await;
+    assert!(
+        matches!(fenced, Err(StoreError::Fenced { .. })),
+        "{fenced:?}"
+    );
+    assert!(matches!(
+        store.acquire(&k, Instant::now()).await,
+        Err(StoreError::Busy { .. })
+    ));
+    // A touch through finish keeps the state and releases too.
+    store
+        .finish(&k, &next, None, &meta(T0_MS + 2))
+        .await
+        .unwrap();
+    let snapshot = store.found(&k).await;
+    assert_eq!(snapshot.state.to_json(), r#"{"a":1}"#);
+    assert_eq!(snapshot.meta.last_used_ms, T0_MS + 2);
+    store.acquire(&k, Instant::now()).await.unwrap();
+}
+both!(finish_writes_and_releases);
