@@ -370,6 +370,15 @@ impl SessionMeta {
     }
 }
 
+/// The name agent code knows a session by: `"default"` for a connection's own session.
+fn display_name(key: &SessionKey) -> String {
+    if key.is_connection() {
+        DEFAULT_SESSION.to_owned()
+    } else {
+        key.name.clone()
+    }
+}
+
 /// Unix time now, in milliseconds.
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -414,7 +423,7 @@ impl Shared {
         if let Some(session) = self.live.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
             if mode == SessionMode::New {
                 return Err(SessionError::Exists {
-                    name: key.name.clone(),
+                    name: display_name(key),
                 });
             }
             return Ok(session.clone());
@@ -423,7 +432,7 @@ impl Shared {
             Lookup::Found(snapshot) => {
                 if mode == SessionMode::New {
                     return Err(SessionError::Exists {
-                        name: key.name.clone(),
+                        name: display_name(key),
                     });
                 }
                 let Snapshot { state, meta, .. } = snapshot;
@@ -435,13 +444,13 @@ impl Shared {
             }
             Lookup::Expired => {
                 return Err(SessionError::Expired {
-                    name: key.name.clone(),
+                    name: display_name(key),
                     retention_secs: self.config.retention_ttl.as_secs(),
                 });
             }
             Lookup::NotFound if mode == SessionMode::Resume => {
                 return Err(SessionError::NotFound {
-                    name: key.name.clone(),
+                    name: display_name(key),
                 });
             }
             Lookup::NotFound => (CommittedState::new(), SessionMeta::created_at(unix_ms())),
@@ -557,11 +566,30 @@ impl Shared {
                     inner.state = snapshot.state;
                     inner.meta = snapshot.meta;
                 }
-                Lookup::Expired | Lookup::NotFound => {
-                    return Err(SessionError::Busy {
-                        name: key.name.clone(),
-                        reason: "it was closed or expired on another replica".to_owned(),
+                // Closed on another replica (or the store lost it): this live copy is gone
+                // too, and the call is treated as one on a session that is not there.
+                Lookup::NotFound if call.mode == SessionMode::Resume => {
+                    inner.state = CommittedState::new();
+                    inner.meta = SessionMeta::created_at(unix_ms());
+                    return Err(SessionError::NotFound {
+                        name: display_name(key),
                     });
+                }
+                Lookup::NotFound => {
+                    tracing::info!(session = %key.name, "the session was closed elsewhere; this call starts it anew");
+                    inner.state = CommittedState::new();
+                    inner.meta = SessionMeta::created_at(unix_ms());
+                }
+                Lookup::Expired => {
+                    inner.state = CommittedState::new();
+                    inner.meta = SessionMeta::created_at(unix_ms());
+                    if call.mode != SessionMode::New {
+                        return Err(SessionError::Expired {
+                            name: display_name(key),
+                            retention_secs: self.config.retention_ttl.as_secs(),
+                        });
+                    }
+                    self.store.forget_tombstone(key).await?;
                 }
             }
         }
@@ -756,7 +784,7 @@ impl Shared {
         if let Some(session) = session {
             let Ok(mut inner) = session.inner.try_lock() else {
                 return Err(SessionError::Busy {
-                    name: key.name.clone(),
+                    name: display_name(key),
                     reason: "a call is running on it".to_owned(),
                 });
             };
@@ -768,8 +796,23 @@ impl Shared {
                 .remove(key);
             was_live = true;
         }
-        let deleted = self.store.delete(key).await?;
-        Ok(deleted || was_live)
+        // A call running on another replica holds the lease: refuse, as for a local one.
+        let lease = match self.store.acquire(key, Instant::now()).await {
+            Ok(lease) => lease,
+            Err(StoreError::Busy { .. }) => {
+                return Err(SessionError::Busy {
+                    name: display_name(key),
+                    reason: "a call is running on it on another replica".to_owned(),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        // Deleting removes the lease with everything else.
+        let deleted = self.store.delete(key).await;
+        if deleted.is_err() {
+            let _ = self.store.release(key, &lease).await;
+        }
+        Ok(deleted? || was_live)
     }
 
     /// Hibernates every live session idle for at least the idle TTL; returns when the next

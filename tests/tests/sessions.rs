@@ -278,3 +278,52 @@ async fn tenants_do_not_share_sessions_or_skills() {
         same.text()
     );
 }
+
+#[tokio::test]
+async fn a_session_closed_on_another_replica_starts_anew_or_is_not_found_here() {
+    let prefix = unique_prefix();
+    let (a, b) = tokio::join!(
+        Server::start_redis(&prefix, &[]),
+        Server::start_redis(&prefix, &[])
+    );
+    assert!(!a.execute_in("cs", "mcp.state.v = 'A'; 1").await.is_error());
+    let closed = b.execute("return await mcp.sessions.close('cs')").await;
+    assert_eq!(closed.value(), &json!(true), "{}", closed.text());
+    // `a` still holds a live worker with v = 'A': the store says the session is gone.
+    let resumed = a
+        .execute_with(json!({"code": "1", "session": "cs", "session_mode": "resume"}))
+        .await;
+    assert_eq!(
+        resumed.error_name(),
+        "SessionNotFound",
+        "{}",
+        resumed.text()
+    );
+    let fresh = a.execute_in("cs", "mcp.state.v ?? 'fresh'").await;
+    assert_eq!(fresh.value(), &json!("fresh"), "{}", fresh.text());
+}
+
+#[tokio::test]
+async fn closing_a_session_that_runs_a_call_on_another_replica_is_refused() {
+    let prefix = unique_prefix();
+    let (a, b) = tokio::join!(
+        Server::start_redis(&prefix, &["--warm-workers", "0"]),
+        Server::start_redis(&prefix, &[])
+    );
+    assert!(!a.execute_in("cs", "mcp.state.v = 0; 1").await.is_error());
+    let before = a.worker_cpu_ticks();
+    let running = a.execute_with(json!({
+        "code": "const t = Date.now(); while (Date.now() - t < 3000) {} mcp.state.v = 1; return 'done'",
+        "session": "cs",
+    }));
+    let close = async {
+        a.wait_for_spinning_worker(&before).await;
+        b.execute("return await mcp.sessions.close('cs')").await
+    };
+    let (ran, refused) = tokio::join!(running, close);
+    assert_eq!(ran.value(), &json!("done"), "{}", ran.text());
+    assert!(refused.is_error(), "{}", refused.text());
+    refused.assert_message_contains(&["cs", "busy", "another replica"]);
+    let after = b.execute_in("cs", "mcp.state.v").await;
+    assert_eq!(after.value(), &json!(1), "{}", after.text());
+}

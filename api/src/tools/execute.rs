@@ -30,7 +30,8 @@ struct ExecuteInput {
     /// JavaScript: the body of an async function.
     #[serde(deserialize_with = "code")]
     code: String,
-    /// Named session with its own `mcp.state`; omit for the default session.
+    /// Named session with its own `mcp.state`, kept across connections and restarts; omit
+    /// (or "default") for this connection's own session, closed when the connection ends.
     #[serde(default, deserialize_with = "session")]
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.:-]+$"))]
     session: Option<String>,
@@ -39,8 +40,8 @@ struct ExecuteInput {
     #[schemars(with = "Option<u64>", range(min = 1))]
     timeout_ms: Option<Timeout>,
     /// `auto` (default): resume `session`, or create it if it never existed; `resume`: fail
-    /// with SessionNotFound instead of creating; `new`: start it fresh, also over an expired
-    /// name.
+    /// with SessionNotFound instead of creating; `new`: create it, failing with SessionExists
+    /// if it exists; an expired name is reused only with `new`.
     #[serde(default, deserialize_with = "session_mode")]
     #[schemars(with = "Option<ModeSchema>")]
     session_mode: Option<SessionMode>,

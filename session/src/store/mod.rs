@@ -156,7 +156,9 @@ pub enum StoreError {
     },
     /// The lease with this token is no longer held (it expired, and maybe another replica
     /// took it, or the session was deleted); nothing was written.
-    #[error("session {session}: lease token {token} is no longer held; nothing was written")]
+    #[error(
+        "session {session} lost its lease (token {token}) during the call: it was closed, or the call outlived the lease while this replica stalled; nothing was written, retry the call"
+    )]
     Fenced {
         /// The session.
         session: SessionKey,
@@ -164,7 +166,10 @@ pub enum StoreError {
         token: u64,
     },
     /// Another holder kept the session's lease until the caller's deadline.
-    #[error("session {session} is busy: another holder kept its lease for the {waited:?} waited")]
+    #[error(
+        "session {session} is busy: a call on it is running here or on another replica (its lease was held for the {} ms this call could wait; a lease lapses by itself at most lease_ttl after its holder stops)",
+        waited.as_millis()
+    )]
     Busy {
         /// The session.
         session: SessionKey,
