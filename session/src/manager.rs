@@ -602,10 +602,22 @@ impl Shared {
         let mut worker = match idle {
             Some(worker) => worker,
             None => {
+                let started = Instant::now();
                 let mut worker = self.pool.lease().await?;
-                if !inner.state.is_empty()
-                    && let Err(error) = worker.restore(&inner.state).await
-                {
+                let leased = started.elapsed();
+                let restored = if inner.state.is_empty() {
+                    Ok(())
+                } else {
+                    worker.restore(&inner.state).await
+                };
+                tracing::debug!(
+                    session = %key.name,
+                    lease_us = leased.as_micros(),
+                    restore_us = (started.elapsed() - leased).as_micros(),
+                    state_bytes = inner.meta.state_bytes,
+                    "worker leased and restored"
+                );
+                if let Err(error) = restored {
                     tracing::warn!(%error, "restore failed");
                     return Ok(failed(
                         ErrorKind::Internal,

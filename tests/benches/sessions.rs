@@ -131,6 +131,16 @@ async fn restore_rows(flags: &[&str]) -> anyhow::Result<(Vec<Duration>, Vec<Dura
         live.push(started.elapsed());
         check(&result)?;
     }
+    if std::env::var_os("MCPK_BENCH_SHOW_LOG").is_some() {
+        for line in server
+            .stderr()
+            .lines()
+            .filter(|l| l.contains("leased and restored"))
+            .take(20)
+        {
+            println!("{line}");
+        }
+    }
     Ok((hibernated, live))
 }
 

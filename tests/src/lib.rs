@@ -174,26 +174,7 @@ impl Server {
     /// `mcp-kernel worker`), in ascending order.
     #[must_use]
     pub fn workers(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                // Fields after the parenthesised command: state, ppid, ...
-                let fields: Vec<&str> = stat
-                    .rsplit_once(')')
-                    .map(|(_, rest)| rest.split_whitespace().collect())
-                    .unwrap_or_default();
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(self.pid)
-                    && fields.first() != Some(&"Z")
-                    && cmdline.ends_with(b"worker\0")
-            })
-            .collect();
-        pids.sort_unstable();
-        pids
+        worker_children(self.pid)
     }
 
     /// Waits until the server has at least `n` live workers (the warm pool filling up).
@@ -369,6 +350,44 @@ impl Drop for Server {
                 self.stderr()
             );
         }
+    }
+}
+
+/// Process ids of the live (not zombie) `mcp-kernel worker` children of process `parent`,
+/// in ascending order, from `/proc`.
+#[must_use]
+pub fn worker_children(parent: u32) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the parenthesised command: state, ppid, ...
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+                && fields.first() != Some(&"Z")
+                && cmdline.ends_with(b"worker\0")
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The text of the first content of a `resources/read` result.
+///
+/// # Panics
+/// When it is not a text resource.
+#[must_use]
+pub fn resource_text(result: &rmcp::model::ReadResourceResult) -> String {
+    match result.contents.first() {
+        Some(rmcp::model::ResourceContents::TextResourceContents { text, .. }) => text.clone(),
+        other => panic!("not a text resource: {other:?}"),
     }
 }
 

@@ -69,26 +69,7 @@ impl InProcess {
 
 /// Live `mcp-kernel worker` children of this process.
 fn workers() -> Vec<u32> {
-    let me = std::process::id();
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().collect())
-                .unwrap_or_default();
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(me)
-                && fields.first() != Some(&"Z")
-                && cmdline.ends_with(b"worker\0")
-        })
-        .collect();
-    pids.sort_unstable();
-    pids
+    mcpk_tests::worker_children(std::process::id())
 }
 
 /// Waits (in real time, the clock running) until worker `pid` has exited.

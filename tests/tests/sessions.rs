@@ -154,10 +154,7 @@ async fn an_agent_lists_and_closes_its_sessions() {
         .read_resource(rmcp::model::ReadResourceRequestParams::new("session://x"))
         .await
         .expect("read session://x");
-    let text = match &read.contents[0] {
-        rmcp::model::ResourceContents::TextResourceContents { text, .. } => text.clone(),
-        other => panic!("not text: {other:?}"),
-    };
+    let text = mcpk_tests::resource_text(&read);
     let info: Value = serde_json::from_str(&text).expect("session:// is JSON");
     assert_eq!(info["name"], "x");
     assert_eq!(info["live"], true);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mcpk_tests::upstream::{TempDir, fixture_entry, write_config};
 use mcpk_tests::{ExecuteResult as _, Server, kill_9, unique_prefix};
-use rmcp::model::{ReadResourceRequestParams, ResourceContents};
+use rmcp::model::ReadResourceRequestParams;
 use serde_json::{Value, json};
 
 const SAVE_DOUBLE: &str = "\
@@ -114,13 +114,6 @@ async fn a_skill_source_is_capped_at_64_kib() {
     over.assert_message_contains(&["65537", "65536"]);
 }
 
-fn resource_text(contents: &[ResourceContents]) -> String {
-    match &contents[0] {
-        ResourceContents::TextResourceContents { text, .. } => text.clone(),
-        other => panic!("not text: {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn skills_are_resources_and_are_found_by_search_tools() {
     let server = Server::start().await;
@@ -137,7 +130,7 @@ async fn skills_are_resources_and_are_found_by_search_tools() {
         .read_resource(ReadResourceRequestParams::new("skill://quadruple"))
         .await
         .expect("read skill://quadruple");
-    let text = resource_text(&read.contents);
+    let text = mcpk_tests::resource_text(&read);
     assert!(text.contains("Four times a number"), "{text}");
     assert!(
         text.contains("skills.double(await skills.double(n))"),
