@@ -356,11 +356,16 @@ impl Worker {
             state_bytes,
             reason,
         };
-        let entries = state
-            .entries()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if self.queue(&ToWorker::Restore { entries }).is_err() {
+        let sizes = state.entries().map(|(k, v)| (k.len(), v.len())).collect();
+        let mut raw = Vec::with_capacity(state.entries().map(|(k, v)| k.len() + v.len()).sum());
+        for (k, v) in state.entries() {
+            raw.extend_from_slice(k.as_bytes());
+            raw.extend_from_slice(v.as_bytes());
+        }
+        let queued = self
+            .queue(&ToWorker::Restore { sizes })
+            .and_then(|()| self.queue_bytes(Bytes::from(raw)));
+        if queued.is_err() {
             let status = self.reap().await;
             return Err(failed(format!(
                 "the worker is gone ({})",

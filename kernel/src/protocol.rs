@@ -124,9 +124,12 @@ pub(crate) fn codec() -> tokio_util::codec::LengthDelimitedCodec {
 pub(crate) enum ToWorker {
     /// First frame: the protocol version the supervisor speaks and the limits to apply.
     Init { version: u32, limits: WorkerLimits },
-    /// Replace `mcp.state` with this committed state (a session resuming on this worker):
-    /// `(key, value)` pairs in key order, keys as JSON string literals, values as JSON text.
-    Restore { entries: Vec<(String, String)> },
+    /// Replace `mcp.state` with a committed state (a session resuming on this worker). The
+    /// entries travel in the next frame as raw UTF-8, not JSON-escaped (escaping and
+    /// unescaping a megabyte of JSON text cost more than the rest of a restore): each key (a
+    /// JSON string literal) then its value (JSON text), in key order, with their byte lengths
+    /// here.
+    Restore { sizes: Vec<(usize, usize)> },
     /// Run `code` as the body of an async function. `skills`, when set, replaces the worker's
     /// skills library before the code runs; `None` keeps the one it has.
     Execute {

@@ -129,6 +129,32 @@ fn js_to_string(value: &JsValue) -> String {
         .map_or_else(String::new, |s| s.to_std_string_lossy())
 }
 
+/// Splits the raw restore frame into `(key, value)` texts by their byte `sizes`.
+fn split_entries<'a>(
+    sizes: &[(usize, usize)],
+    raw: &'a [u8],
+) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let text = std::str::from_utf8(raw).map_err(|e| format!("entries are not UTF-8: {e}"))?;
+    let mut rest = text;
+    let mut entries = Vec::with_capacity(sizes.len());
+    for &(key_len, value_len) in sizes {
+        let piece = |rest: &'a str, len: usize| {
+            (rest.len() >= len && rest.is_char_boundary(len))
+                .then(|| rest.split_at(len))
+                .ok_or_else(|| "entry sizes do not match the entries".to_owned())
+        };
+        let (key, after_key) = piece(rest, key_len)?;
+        let (value, after_value) = piece(after_key, value_len)?;
+        entries.push((key, value));
+        rest = after_value;
+    }
+    if rest.is_empty() {
+        Ok(entries)
+    } else {
+        Err("entry sizes do not match the entries".to_owned())
+    }
+}
+
 fn js_string_array(items: &[&str], context: &mut Context) -> JsArray {
     JsArray::from_iter(
         items.iter().map(|s| JsValue::from(JsString::from(*s))),
@@ -227,9 +253,25 @@ impl Engine {
 
     /// Replaces the committed `mcp.state` with the supervisor's copy: `(key, value)` pairs, keys
     /// as JSON string literals, values as JSON text. Nothing is parsed until code reads a key.
-    pub(crate) fn restore(&mut self, entries: Vec<(String, String)>) -> FromWorker {
-        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
-        let values: Vec<&str> = entries.iter().map(|(_, v)| v.as_str()).collect();
+    /// Replaces `mcp.state` with the committed entries in `raw` (see `ToWorker::Restore`).
+    pub(crate) fn restore(&mut self, sizes: &[(usize, usize)], raw: &[u8]) -> FromWorker {
+        let entries = match split_entries(sizes, raw) {
+            Ok(entries) => entries,
+            Err(reason) => {
+                return FromWorker::Failed {
+                    id: 0,
+                    error: CallError {
+                        kind: ErrorKind::State,
+                        message: format!("could not restore mcp.state: {reason}"),
+                        stack: None,
+                    },
+                    poisoned: false,
+                    skills_used: Vec::new(),
+                };
+            }
+        };
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+        let values: Vec<&str> = entries.iter().map(|(_, v)| *v).collect();
         let keys = js_string_array(&keys, &mut self.context);
         let values = js_string_array(&values, &mut self.context);
         let restored = self.restore_state.call(
@@ -241,7 +283,7 @@ impl Engine {
             Ok(_) => {
                 self.committed_sizes = entries
                     .iter()
-                    .map(|(k, v)| (k.clone(), k.len() + v.len() + 2))
+                    .map(|(k, v)| ((*k).to_owned(), k.len() + v.len() + 2))
                     .collect();
                 self.committed_sum = self.committed_sizes.values().sum();
                 FromWorker::Restored
@@ -1078,7 +1120,22 @@ async fn host_call(
 
 #[cfg(test)]
 mod tests {
-    use super::protect_lone_surrogates;
+    use super::{protect_lone_surrogates, split_entries};
+
+    #[test]
+    fn restore_entries_split_by_byte_sizes_on_char_boundaries() {
+        let raw = r#""a"1"\u00e9""é""#;
+        assert_eq!(
+            split_entries(&[(3, 1), (8, 4)], raw.as_bytes()),
+            Ok(vec![(r#""a""#, "1"), (r#""\u00e9""#, r#""é""#)])
+        );
+        assert_eq!(split_entries(&[], b""), Ok(vec![]));
+        // A size inside a multi-byte character, too long, or leaving bytes over.
+        for sizes in [&[(3, 1), (8, 2)][..], &[(3, 1), (8, 9)], &[(3, 1)]] {
+            assert!(split_entries(sizes, raw.as_bytes()).is_err(), "{sizes:?}");
+        }
+        assert!(split_entries(&[(1, 0)], b"\xff").is_err());
+    }
 
     #[test]
     fn plain_json_is_left_alone() {

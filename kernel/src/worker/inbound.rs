@@ -32,7 +32,12 @@ impl Inbound {
     /// The next frame; `None` at end of input or on a malformed or oversized frame (the
     /// supervisor is gone or broken, so the worker should exit).
     pub(crate) async fn recv(&mut self) -> Option<ToWorker> {
-        let frame = self.frames.next().await?.ok()?;
+        let frame = self.recv_raw().await?;
         serde_json::from_slice(&frame).ok()
+    }
+
+    /// The next frame's bytes, undecoded (the entries after a `Restore`).
+    pub(crate) async fn recv_raw(&mut self) -> Option<bytes::BytesMut> {
+        self.frames.next().await?.ok()
     }
 }

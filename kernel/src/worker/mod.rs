@@ -142,7 +142,12 @@ async fn serve(mut engine: Engine, mut inbound: Inbound) {
                     None => return,
                 }
             }
-            ToWorker::Restore { entries } => outbound::push(&engine.restore(entries)),
+            ToWorker::Restore { sizes } => {
+                let Some(raw) = inbound.recv_raw().await else {
+                    return;
+                };
+                outbound::push(&engine.restore(&sizes, &raw));
+            }
             // A late reply to a host call of a call that has already finished.
             ToWorker::HostReply { .. } => {}
             ToWorker::Shutdown | ToWorker::Init { .. } => return,
