@@ -811,12 +811,12 @@
   // commonly overrides this way become accessors: reading gives the original value; assigning
   // through an object that inherits it creates that object's own property, and assigning on
   // the frozen object itself throws as before. Only these few: an accessor costs a function
-  // call on every read.
+  // call on every read (so not `Promise.prototype.constructor`, which every `await` of a
+  // promise reads).
   const OVERRIDABLE = [
     [Object.prototype, ['constructor', 'toString', 'toLocaleString', 'valueOf', 'hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable']],
     [Function.prototype, ['constructor', 'toString']],
     [Error.prototype, ['constructor', 'name', 'message', 'toString']],
-    [Promise.prototype, ['constructor']],
     [Array.prototype, ['toString']],
     [Iterator.prototype, ['toString']],
   ];
