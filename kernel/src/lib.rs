@@ -24,7 +24,9 @@ mod stderr;
 mod worker;
 
 pub use children::ChildSet;
-pub use outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
+pub use outcome::{
+    CallError, CallOutcome, CallValue, Effects, ErrorKind, LogEntry, LogLevel, MAX_EFFECTS_TOOLS,
+};
 pub use pool::{KernelConfig, WorkerPool};
 pub use probe::{Attempt as ProbeAttempt, run_sandbox_probe};
 pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};

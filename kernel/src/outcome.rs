@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::ToolRef;
 use crate::state::StateAccess;
 
 /// The console method a log line came from.
@@ -109,4 +110,42 @@ pub struct CallOutcome {
     pub result: Result<CallValue, CallError>,
     /// Console output, in order, bounded by `max_log_bytes`.
     pub logs: Vec<LogEntry>,
+}
+
+/// Most distinct upstream tools an [`Effects`] lists; past it, `tools_truncated` is set.
+pub const MAX_EFFECTS_TOOLS: usize = 256;
+
+/// What a call did that a cached answer could not reproduce, recorded by the worker as the
+/// call ran (never guessed from the source). A flag the worker could not read counts as set;
+/// a call whose worker was lost (deadline, crash) reports the default, all clear, but such a
+/// call has failed, and failed calls are never cached.
+///
+/// JSON: `{"time": bool, "random": bool, "timers": bool, "tools": [{"server", "tool"}],
+/// "tools_truncated": bool, "host_ops": ["list_tools", …]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effects {
+    /// The call read the clock: `Date.now()`, `Date()` called as a function, `new Date()`
+    /// with no argument (also through `Reflect.construct` or a subclass's `super()`), or
+    /// `performance.*` should the engine ever provide it.
+    pub time: bool,
+    /// The call drew randomness, or depended on something else the engine does not fix:
+    /// `Math.random()`, `crypto.*` (should the engine ever provide it), `WeakRef.prototype.deref`
+    /// and `new FinalizationRegistry` (their answers depend on garbage-collection timing).
+    pub random: bool,
+    /// The call started a timer (`setTimeout`; the engine has no `setInterval`).
+    /// `queueMicrotask` does not count: its order is deterministic.
+    pub timers: bool,
+    /// Every upstream tool the call asked the host to call (`servers.*`, `mcp.tools.call`,
+    /// and the same from skills), whether or not the call succeeded, deduplicated, in first-use
+    /// order, at most [`MAX_EFFECTS_TOOLS`].
+    pub tools: Vec<ToolRef>,
+    /// More than [`MAX_EFFECTS_TOOLS`] distinct tools were called; `tools` holds the first ones.
+    pub tools_truncated: bool,
+    /// The other host operations the call used, by their `op` name (`list_tools`,
+    /// `search_tools`, `list_resources`, `read_resource`, `skill_save`, `skill_list`,
+    /// `skill_get`, `skill_delete`, `session_list`, `session_close`), deduplicated, in
+    /// first-use order (bounded by the number of operations). Their answers depend on the
+    /// catalogue, on upstream resources, on the skills store or on the session store, and some
+    /// change those; the session decides which it can key on.
+    pub host_ops: Vec<String>,
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use crate::outcome::{CallError, CallOutcome, CallValue, ErrorKind, LogEntry, LogLevel};
+use crate::outcome::{CallError, CallOutcome, CallValue, Effects, ErrorKind, LogEntry, LogLevel};
 use crate::protocol::{
     FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, PROTOCOL_VERSION, SkillLibrary, ToWorker,
     WorkerLimits, codec,
@@ -110,6 +110,10 @@ pub struct Execution {
     /// Empty when the call used no skill, or when the worker was lost. The result of a call
     /// with a non-empty list depends on the skills library version.
     pub skills_used: Vec<String>,
+    /// What the call did that a cached answer could not reproduce (clock, randomness, timers,
+    /// upstream tools, other host operations), recorded by the worker as it ran; also for a
+    /// failed call. The default (nothing) when the worker was lost.
+    pub effects: Effects,
 }
 
 /// Last lines of a worker's stderr, kept to classify its death.
@@ -448,6 +452,7 @@ impl Worker {
             state_delta: None,
             worker_lost: true,
             skills_used: Vec::new(),
+            effects: Effects::default(),
         };
         if self
             .queue(&ToWorker::Execute {
@@ -495,7 +500,7 @@ impl Worker {
                         let answer = host.call(op);
                         host_calls.push(async move { (call, answer.await) });
                     }
-                    Some(FromWorker::Done { id: done_id, result, truncated_from_bytes, state, access, skills_used }) if done_id == id => {
+                    Some(FromWorker::Done { id: done_id, result, truncated_from_bytes, state, access, skills_used, effects }) if done_id == id => {
                         return Execution {
                             outcome: CallOutcome {
                                 result: Ok(CallValue { json: result, truncated_from_bytes, state_access: access }),
@@ -504,9 +509,10 @@ impl Worker {
                             state_delta: state,
                             worker_lost: false,
                             skills_used,
+                            effects,
                         };
                     }
-                    Some(FromWorker::Failed { id: failed_id, error, poisoned, skills_used }) if failed_id == id => {
+                    Some(FromWorker::Failed { id: failed_id, error, poisoned, skills_used, effects }) if failed_id == id => {
                         if poisoned {
                             let _ = self.child.start_kill();
                         }
@@ -515,6 +521,7 @@ impl Worker {
                             state_delta: None,
                             worker_lost: poisoned,
                             skills_used,
+                            effects,
                         };
                     }
                     Some(other) => {

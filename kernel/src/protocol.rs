@@ -24,11 +24,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::{CallError, LogEntry};
+use crate::outcome::{CallError, Effects, LogEntry};
 use crate::state::{StateAccess, StateDelta};
 
 /// Version of this protocol; bumped on any incompatible change to the enums below.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame either side accepts, in bytes: room for an 8 MiB state, JSON-escaped.
 /// [`KernelConfig::worst_case_frame_bytes`](crate::KernelConfig::worst_case_frame_bytes) must
@@ -248,6 +248,26 @@ pub enum HostOp {
     },
 }
 
+impl HostOp {
+    /// The operation's `op` name in JSON, e.g. `call_tool`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ListTools { .. } => "list_tools",
+            Self::SearchTools { .. } => "search_tools",
+            Self::CallTool { .. } => "call_tool",
+            Self::ListResources => "list_resources",
+            Self::ReadResource { .. } => "read_resource",
+            Self::SkillSave { .. } => "skill_save",
+            Self::SkillList => "skill_list",
+            Self::SkillGet { .. } => "skill_get",
+            Self::SkillDelete { .. } => "skill_delete",
+            Self::SessionList => "session_list",
+            Self::SessionClose { .. } => "session_close",
+        }
+    }
+}
+
 /// Worker → supervisor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -262,7 +282,8 @@ pub(crate) enum FromWorker {
     HostCall { id: u64, call: u64, op: HostOp },
     /// Call `id` succeeded. `state` holds the top-level keys of `mcp.state` it changed, or is
     /// `None` when it changed none; `access` says whether it read or wrote `mcp.state`;
-    /// `skills_used` names the skills the call looked up (see `Execution::skills_used`).
+    /// `skills_used` names the skills the call looked up (see `Execution::skills_used`);
+    /// `effects` is what it did that a cached answer could not reproduce (see [`Effects`]).
     Done {
         id: u64,
         result: String,
@@ -270,14 +291,17 @@ pub(crate) enum FromWorker {
         state: Option<StateDelta>,
         access: StateAccess,
         skills_used: Vec<String>,
+        effects: Effects,
     },
     /// Call `id` (or a `Restore`, with id 0) failed; `mcp.state` is back at its last committed
     /// value. `poisoned` means the engine hit a runtime limit that can leave the Context
-    /// damaged, so the supervisor must replace this worker.
+    /// damaged, so the supervisor must replace this worker. `skills_used` and `effects` as in
+    /// `Done`.
     Failed {
         id: u64,
         error: CallError,
         poisoned: bool,
         skills_used: Vec<String>,
+        effects: Effects,
     },
 }

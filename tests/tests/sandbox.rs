@@ -74,9 +74,17 @@ async fn the_realm_has_no_way_to_the_host() {
 #[tokio::test]
 async fn mcp_cannot_be_replaced_or_deleted() {
     let server = Server::start().await;
-    let result = server
-        .execute("globalThis.mcp = 1; delete globalThis.mcp; mcp.state.ok = true; typeof mcp")
-        .await;
+    // The global object is frozen (lockdown) and code is strict: both attempts throw.
+    for code in ["globalThis.mcp = 1", "delete globalThis.mcp"] {
+        let result = server.execute(code).await;
+        assert_eq!(
+            result.error_name(),
+            "TypeError",
+            "{code}: {}",
+            result.text()
+        );
+    }
+    let result = server.execute("mcp.state.ok = true; typeof mcp").await;
     assert_eq!(result.value(), &json!("object"), "{}", result.text());
     assert_eq!(server.execute("mcp.state.ok").await.value(), &json!(true));
 }

@@ -28,23 +28,25 @@ fn keys(value: &Value) -> Vec<&str> {
 #[tokio::test]
 async fn a_poisoned_to_json_cannot_brick_the_session() {
     let server = Server::start_with(&["--warm-workers", "0"]).await;
+    // The prototypes are frozen (lockdown): the pollution itself is refused.
     let result = server
-        .execute("Object.prototype.toJSON = () => 'x'; mcp.state.a = 1; return 'ok'")
+        .execute("mcp.state.a = 1; Object.prototype.toJSON = () => 'x'; return 'ok'")
         .await;
-    assert_eq!(result.value(), "ok", "{}", result.text());
-    // The pollution lives on in this worker (as it would in Node), but the state is intact.
+    assert_eq!(result.error_name(), "TypeError", "{}", result.text());
     assert_eq!(
-        server.execute("return mcp.state.a").await.value(),
-        &json!(1)
+        server
+            .execute("return [mcp.state, ({}).toJSON]")
+            .await
+            .value(),
+        &json!([{}, null])
     );
+    // A value's own toJSON still applies (JSON.stringify semantics): the array serialises
+    // through it, as a string.
     let result = server
-        .execute("delete Object.prototype.toJSON; Array.prototype.toJSON = () => 'y'; mcp.state.list = [1]; return 1")
+        .execute("mcp.state.a = 1; const list = [1]; list.toJSON = () => 'y'; mcp.state.list = list; return 1")
         .await;
     assert!(!result.is_error(), "{}", result.text());
-    // JSON.stringify semantics: the array serialises through its toJSON, as a string.
-    let result = server
-        .execute("delete Array.prototype.toJSON; return mcp.state")
-        .await;
+    let result = server.execute("return mcp.state").await;
     assert_eq!(result.value(), &json!({"a": 1, "list": "y"}));
     // A new worker restores exactly that.
     replace_the_worker(&server).await;
@@ -234,22 +236,19 @@ async fn failed_calls_roll_back_values_deletions_and_order() {
 async fn no_reference_into_state_survives_a_call() {
     let server = Server::start().await;
     server.execute("mcp.state.list = [1]").await;
-    server
-        .execute("globalThis.kept = mcp.state.list; kept.push(2); return 0")
-        .await;
-    assert_eq!(
-        server.execute("return mcp.state.list").await.value(),
-        &json!([1, 2])
-    );
-    // `kept` is the object of a finished call: changing it no longer changes the state.
+    // The global object is frozen (lockdown): a reference cannot be parked in a global, and
+    // the refused call is rolled back.
     let result = server
-        .execute("kept.push(3); return [kept.length, mcp.state.list, kept === mcp.state.list]")
+        .execute("mcp.state.list.push(2); globalThis.kept = mcp.state.list; return 0")
         .await;
-    assert_eq!(result.value(), &json!([3, [1, 2], false]));
+    assert_eq!(result.error_name(), "TypeError", "{}", result.text());
     assert_eq!(
         server.execute("return mcp.state.list").await.value(),
-        &json!([1, 2])
+        &json!([1])
     );
+    server.execute("mcp.state.list.push(2); return 0").await;
+    let result = server.execute("return [typeof kept, mcp.state.list]").await;
+    assert_eq!(result.value(), &json!(["undefined", [1, 2]]));
 }
 
 #[tokio::test]

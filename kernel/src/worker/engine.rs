@@ -2,7 +2,7 @@
 //! `mcp.state`, console capture, host calls and result serialisation.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -19,9 +19,10 @@ use tokio::sync::{Semaphore, oneshot};
 use super::executor::Executor;
 use super::inbound::Inbound;
 use super::{outbound, shape, skills};
-use crate::outcome::{CallError, ErrorKind, LogEntry, LogLevel};
+use crate::outcome::{CallError, Effects, ErrorKind, LogEntry, LogLevel, MAX_EFFECTS_TOOLS};
 use crate::protocol::{
-    FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, SkillLibrary, ToWorker, WorkerLimits, is_skill_name,
+    FromWorker, HostOp, MAX_HOST_MESSAGE_BYTES, SkillLibrary, ToWorker, ToolRef, WorkerLimits,
+    is_skill_name,
 };
 use crate::state::{StateAccess, StateDelta};
 
@@ -41,6 +42,47 @@ struct CallContext {
     /// One permit per host call that may be in flight (`max_host_calls_in_flight`); a fresh
     /// semaphore per call, so nothing of an abandoned call holds a slot in the next.
     host_slots: RefCell<Option<Arc<Semaphore>>>,
+    /// The host-call half of the call's [`Effects`]: upstream tools called and other host
+    /// operations used, recorded as their frames are sent (see [`Tracked`]).
+    tracked: RefCell<Tracked>,
+}
+
+/// The effects the worker records in [`host_call`]: every upstream tool called (deduplicated,
+/// first use first, at most [`MAX_EFFECTS_TOOLS`]) and the names of the other host operations.
+#[derive(Default)]
+struct Tracked {
+    tools: Vec<ToolRef>,
+    seen: HashSet<ToolRef>,
+    tools_truncated: bool,
+    host_ops: Vec<String>,
+}
+
+impl Tracked {
+    fn record(&mut self, op: &HostOp) {
+        match op {
+            HostOp::CallTool { server, tool, .. } => {
+                let tool = ToolRef {
+                    server: server.clone(),
+                    tool: tool.clone(),
+                };
+                if self.seen.contains(&tool) {
+                    return;
+                }
+                if self.tools.len() >= MAX_EFFECTS_TOOLS {
+                    self.tools_truncated = true;
+                    return;
+                }
+                self.seen.insert(tool.clone());
+                self.tools.push(tool);
+            }
+            other => {
+                let name = other.name();
+                if !self.host_ops.iter().any(|n| n == name) {
+                    self.host_ops.push(name.to_owned());
+                }
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -68,6 +110,7 @@ pub(crate) struct Engine {
     state_access: JsFunction,
     set_library: JsFunction,
     take_skills_used: JsFunction,
+    take_effects: JsFunction,
     /// Bytes each committed top-level key adds to the state's JSON text (`key:value,`), by
     /// key as a JSON string literal; the texts themselves live in the prelude.
     committed_sizes: HashMap<String, usize>,
@@ -211,26 +254,22 @@ impl Engine {
         let api = api
             .as_object()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude returned no object"))?;
-        // `mcp`, `servers` and `skills` can be neither replaced nor deleted; the others behave like ordinary built-ins (writable, configurable, not enumerable).
-        for (name, attribute) in [
-            ("mcp", Attribute::empty()),
-            ("servers", Attribute::empty()),
-            ("skills", Attribute::empty()),
-            ("console", Attribute::WRITABLE | Attribute::CONFIGURABLE),
-            ("ToolError", Attribute::WRITABLE | Attribute::CONFIGURABLE),
-            ("setTimeout", Attribute::WRITABLE | Attribute::CONFIGURABLE),
-            (
-                "clearTimeout",
-                Attribute::WRITABLE | Attribute::CONFIGURABLE,
-            ),
-            (
-                "queueMicrotask",
-                Attribute::WRITABLE | Attribute::CONFIGURABLE,
-            ),
+        // Not enumerable, like the built-ins; `lockdown` then makes every global, these
+        // included, neither writable nor configurable.
+        for name in [
+            "mcp",
+            "servers",
+            "skills",
+            "console",
+            "ToolError",
+            "setTimeout",
+            "clearTimeout",
+            "queueMicrotask",
         ] {
             let value = prop(&api, name, &mut context)?;
-            context.register_global_property(JsString::from(name), value, attribute)?;
+            context.register_global_property(JsString::from(name), value, Attribute::empty())?;
         }
+        func(&api, "lockdown", &mut context)?.call(&JsValue::undefined(), &[], &mut context)?;
         CALL.with(|c| c.max_log_bytes.set(limits.max_log_bytes));
         Ok(Self {
             serialize: func(&api, "serialize", &mut context)?,
@@ -242,6 +281,7 @@ impl Engine {
             state_access: func(&api, "stateAccess", &mut context)?,
             set_library: func(&api, "setLibrary", &mut context)?,
             take_skills_used: func(&api, "takeSkillsUsed", &mut context)?,
+            take_effects: func(&api, "takeEffects", &mut context)?,
             context,
             executor,
             limits,
@@ -297,6 +337,7 @@ impl Engine {
                 },
                 poisoned: false,
                 skills_used: Vec::new(),
+                effects: Effects::default(),
             },
         }
     }
@@ -334,6 +375,31 @@ impl Engine {
             .collect()
     }
 
+    /// What the call did that a cached answer could not reproduce: the prelude's record of
+    /// time, randomness and timers, and the host calls recorded in [`CallContext`]; resets
+    /// both. A flag the prelude cannot report counts as set.
+    fn take_effects(&mut self) -> Effects {
+        let tracked = CALL.with(|c| std::mem::take(&mut *c.tracked.borrow_mut()));
+        let flags = self
+            .take_effects
+            .call(&JsValue::undefined(), &[], &mut self.context)
+            .ok()
+            .and_then(|v| v.as_object());
+        let mut flag = |i: u32| {
+            flags
+                .as_ref()
+                .is_none_or(|f| f.get(i, &mut self.context).is_ok_and(|v| v.to_boolean()))
+        };
+        Effects {
+            time: flag(0),
+            random: flag(1),
+            timers: flag(2),
+            tools: tracked.tools,
+            tools_truncated: tracked.tools_truncated,
+            host_ops: tracked.host_ops,
+        }
+    }
+
     /// Runs one call to completion and returns its `Done` or `Failed` frame. `skills`, when
     /// set, first replaces the skills library. `inbound` carries host replies while the call
     /// waits on them.
@@ -350,6 +416,7 @@ impl Engine {
             c.log_bytes.set(0);
             c.log_truncated.set(false);
             *c.host_slots.borrow_mut() = Some(slots);
+            *c.tracked.borrow_mut() = Tracked::default();
         });
         if let Some(library) = skills
             && let Err(e) = self.set_library(library)
@@ -574,6 +641,7 @@ impl Engine {
             state: delta,
             access,
             skills_used: self.take_skills_used(),
+            effects: self.take_effects(),
         }
     }
 
@@ -757,6 +825,7 @@ impl Engine {
             },
             poisoned: poisoned || !restored,
             skills_used: self.take_skills_used(),
+            effects: self.take_effects(),
         }
     }
 }
@@ -1036,14 +1105,14 @@ fn check_skill(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsRe
 /// `compileSkill(name, source)`: the skill's function, evaluated as a script in the global
 /// scope. The source is checked again first (one function expression), since it comes from
 /// the library rather than from this worker's own save. The script is
-/// `({<name>: (<source>\n)}).<name>`, so the function is named after the skill when its source
+/// `'use strict';({<name>: (<source>\n)}).<name>`, strict as agent code is, so the function is named after the skill when its source
 /// gives it no name, and its path is `skills.<name>`: both show in stack traces. Lines match
 /// the source's; columns on its first line are shifted by the prefix.
 fn compile_skill(_this: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
     let (name, source) = name_and_source(args, "skills")?;
     let place = format!("skills.{name}");
     skills::analyze(&name, &source).map_err(|e| skill_error(&place, &e))?;
-    let text = format!("({{{name}: ({source}\n)}}).{name}");
+    let text = format!("'use strict';({{{name}: ({source}\n)}}).{name}");
     let path = std::path::PathBuf::from(&place);
     let script =
         boa_engine::Script::parse(Source::from_bytes(&text).with_path(&path), None, context)?;
@@ -1092,6 +1161,7 @@ async fn host_call(
         };
         JsNativeError::typ().with_message(message)
     })?;
+    CALL.with(|c| c.tracked.borrow_mut().record(&op));
     // Waits, in call order, for one of the `max_host_calls_in_flight` slots; the permit is
     // held until the reply arrives (or the call ends and drops this future).
     let slots = CALL

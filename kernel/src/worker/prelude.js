@@ -1,7 +1,8 @@
 // The worker's prelude: evaluated once per Context before any untrusted code, it builds the
-// globals agent code sees (`mcp`, `console`, `ToolError`) and returns the helpers the Rust side
-// calls. It captures the built-ins it needs up front, so agent code that later replaces
-// `JSON.stringify` or `Map` affects only itself, never serialisation of results or state.
+// globals agent code sees (`mcp`, `console`, `ToolError`), wraps the sources of time and
+// randomness to record their use, and returns the helpers the Rust side calls, `lockdown`
+// among them: the worker calls it once the globals are defined, and from then on the global
+// object and every intrinsic are frozen. It also captures the built-ins it needs up front.
 (function (emit, hostCall, sleep, parseJson, isSkillName, checkSkill, compileSkill) {
   'use strict';
   const stringify = JSON.stringify;
@@ -15,6 +16,20 @@
   const SyntaxErrorC = SyntaxError;
   const StringC = String;
   const fnToString = Function.prototype.toString;
+  const apply = Reflect.apply;
+  const rGet = Reflect.get;
+  const rSet = Reflect.set;
+  const rHas = Reflect.has;
+  const rOwnKeys = Reflect.ownKeys;
+  const rDefine = Reflect.defineProperty;
+  const rDelete = Reflect.deleteProperty;
+  const rDescriptor = Reflect.getOwnPropertyDescriptor;
+  const hasOwn = Object.hasOwn;
+  const objectKeys = Object.keys;
+  const defineProperty = Object.defineProperty;
+  const freeze = Object.freeze;
+  const getPrototypeOf = Reflect.getPrototypeOf;
+  const ObjectProto = Object.prototype;
 
   // JSON.stringify with the engine's own semantics (toJSON, getters, Date, NaN -> null), plus
   // errors that name the path of a BigInt, a cycle, or nesting deeper than `maxDepth`. The
@@ -194,13 +209,76 @@
     get(_, server) { return notATool(server) ? undefined : serverProxy(server); },
   });
 
+  // ---- effects ----
+  // What a call did that a cached answer could not reproduce, recorded as it happens and read
+  // (and reset) by the worker after each call with `takeEffects`: reading the clock, drawing
+  // randomness (or anything else whose answer the engine does not fix: garbage-collection
+  // timing through WeakRef and FinalizationRegistry), and starting timers. The wrappers are
+  // installed here, before `lockdown` freezes them in place, and keep the originals in this
+  // closure, so agent code can neither remove them nor reach the unwrapped functions.
+  // Upstream tool calls and other host operations are recorded by the worker itself, where
+  // their frames are sent.
+  let usedTime = false;
+  let usedRandom = false;
+  let usedTimers = false;
+  const ReflectConstruct = Reflect.construct;
+  {
+    const DateC = Date;
+    const dateNow = DateC.now;
+    // `Date()` and `new Date()` with no argument read the clock; any argument, even
+    // `undefined`, makes `new Date(x)` a pure function of `x`.
+    const DateP = new Proxy(DateC, {
+      apply(target, thisArg, args) {
+        usedTime = true;
+        return apply(target, thisArg, args);
+      },
+      construct(target, args, newTarget) {
+        if (args.length === 0) usedTime = true;
+        return ReflectConstruct(target, args, newTarget === DateP ? target : newTarget);
+      },
+    });
+    DateC.now = { now() { usedTime = true; return dateNow(); } }.now;
+    DateC.prototype.constructor = DateP;
+    globalThis.Date = DateP;
+    const mathRandom = Math.random;
+    Math.random = { random() { usedRandom = true; return mathRandom(); } }.random;
+    // Neither exists in this engine today; wrapped as a whole should a build add them.
+    for (const name of ['performance', 'crypto']) {
+      if (!hasOwn(globalThis, name)) continue;
+      const original = globalThis[name];
+      const flag = name === 'performance' ? () => { usedTime = true; } : () => { usedRandom = true; };
+      defineProperty(globalThis, name, {
+        get() { flag(); return original; },
+        enumerable: false,
+        configurable: true,
+      });
+    }
+    if (typeof WeakRef === 'function') {
+      const deref = WeakRef.prototype.deref;
+      WeakRef.prototype.deref = { deref() { usedRandom = true; return apply(deref, this, []); } }.deref;
+    }
+    if (typeof FinalizationRegistry === 'function') {
+      const RegistryC = FinalizationRegistry;
+      const RegistryP = new Proxy(RegistryC, {
+        construct(target, args, newTarget) {
+          usedRandom = true;
+          return ReflectConstruct(target, args, newTarget === RegistryP ? target : newTarget);
+        },
+      });
+      RegistryC.prototype.constructor = RegistryP;
+      globalThis.FinalizationRegistry = RegistryP;
+    }
+  }
+
   // Timers: a callback runs as a microtask once its delay has passed; a pending timer keeps
-  // the call running (as in Node), so timers count against the call's deadline.
+  // the call running (as in Node), so timers count against the call's deadline. A call that
+  // starts one depends on time (`usedTimers`); `queueMicrotask` does not.
   const PromiseC = Promise;
   const cancelled = new Set();
   let nextTimer = 0;
   function setTimeout(fn, ms, ...args) {
     if (typeof fn !== 'function') throw new TypeErrorC('setTimeout: the callback must be a function');
+    usedTimers = true;
     const id = ++nextTimer;
     sleep(Number(ms) || 0).then(() => {
       if (cancelled.delete(id)) return;
@@ -243,22 +321,8 @@
   // redefined (`structural`), and whether the call read or wrote at all. At commit only the
   // dirty keys are serialised and compared with their committed text; afterwards every such
   // key is UNLOADED again, so no reference into live state survives the call and every call
-  // starts from plain JSON. All built-ins used here are captured now: agent code that
-  // pollutes prototypes later cannot change how state is loaded, tracked or committed.
-  const apply = Reflect.apply;
-  const rGet = Reflect.get;
-  const rSet = Reflect.set;
-  const rHas = Reflect.has;
-  const rOwnKeys = Reflect.ownKeys;
-  const rDefine = Reflect.defineProperty;
-  const rDelete = Reflect.deleteProperty;
-  const rDescriptor = Reflect.getOwnPropertyDescriptor;
-  const hasOwn = Object.hasOwn;
-  const objectKeys = Object.keys;
-  const defineProperty = Object.defineProperty;
-  const freeze = Object.freeze;
-  const getPrototypeOf = Reflect.getPrototypeOf;
-  const ObjectProto = Object.prototype;
+  // starts from plain JSON. All built-ins used here are captured at the top of the prelude
+  // (and frozen by `lockdown` anyway).
   const UNLOADED = freeze({ __proto__: null });
   const NOT_REPLACED = freeze({ __proto__: null });
   const isObject = (v) => v !== null && (typeof v === 'object' || typeof v === 'function');
@@ -732,8 +796,106 @@
   });
   freeze(mcp);
 
+  // ---- lockdown ----
+  // Nothing but `mcp.state` and skills may outlive a call, so once the worker has defined the
+  // globals, `lockdown` freezes, in the manner of SES's `lockdown()`, every object reachable
+  // from the global object (own property values, getters and setters, prototypes) plus the
+  // intrinsics no global names (the prototypes of async and generator functions, of
+  // iterators, %ThrowTypeError%), and the global object itself. Agent code runs in strict
+  // mode, so `globalThis.x = 1`, `x = 1` and `Array.prototype.f = …` throw (a TypeError
+  // naming the property, or a ReferenceError for an undeclared name).
+  //
+  // Freezing alone brings the "override mistake": an assignment to an object's own property
+  // fails when an inherited property of that name is frozen, so `this.name = 'MyError'` in an
+  // Error subclass, or `o.toString = f`, would throw. As SES does, the properties that code
+  // commonly overrides this way become accessors: reading gives the original value; assigning
+  // through an object that inherits it creates that object's own property, and assigning on
+  // the frozen object itself throws as before. Only these few: an accessor costs a function
+  // call on every read (so not `Promise.prototype.constructor`, which every `await` of a
+  // promise reads).
+  const OVERRIDABLE = [
+    [Object.prototype, ['constructor', 'toString', 'toLocaleString', 'valueOf', 'hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable']],
+    [Function.prototype, ['constructor', 'toString']],
+    [Error.prototype, ['constructor', 'name', 'message', 'toString']],
+    [Array.prototype, ['toString']],
+    [Iterator.prototype, ['toString']],
+  ];
+  for (const E of [TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, AggregateError]) {
+    OVERRIDABLE[OVERRIDABLE.length] = [E.prototype, ['constructor', 'name', 'message']];
+  }
+  function makeOverridable(home, key) {
+    const d = rDescriptor(home, key);
+    if (d === undefined || !hasOwn(d, 'value') || d.writable !== true) return;
+    const value = d.value;
+    const shown = typeof key === 'symbol' ? key.toString() : key;
+    rDefine(home, key, {
+      get: { [shown]() { return value; } }[shown],
+      set: {
+        [shown](v) {
+          if (this === home || !isObject(this)) throw new TypeErrorC(`cannot set non-writable property: ${shown}`);
+          if (!rDefine(this, key, { value: v, writable: true, enumerable: true, configurable: true })) {
+            throw new TypeErrorC(`cannot define property: ${shown}`);
+          }
+        },
+      }[shown],
+      enumerable: d.enumerable,
+      configurable: false,
+    });
+  }
+  function lockdown() {
+    for (const [home, keys] of OVERRIDABLE) for (const key of keys) makeOverridable(home, key);
+    const roots = [
+      globalThis,
+      async function () {},
+      function* () {},
+      async function* () {},
+      [][Symbol.iterator](),
+      new MapC()[Symbol.iterator](),
+      new Set()[Symbol.iterator](),
+      ''[Symbol.iterator](),
+      /a/[Symbol.matchAll](''),
+      (function () { return arguments; })(),
+    ];
+    if (typeof Iterator === 'function') {
+      roots[roots.length] = Iterator.from({ next() { return { done: true }; } });
+      if (typeof Iterator.prototype.map === 'function') roots[roots.length] = [].values().map((x) => x);
+    }
+    // The skills Proxy refuses to be frozen (its traps keep it read-only instead); the
+    // library behind it must stay mutable.
+    const skip = new Set([skillsGlobal]);
+    const seen = new Set();
+    const queue = roots;
+    while (queue.length > 0) {
+      const o = queue.pop();
+      if (!isObject(o) || seen.has(o) || skip.has(o)) continue;
+      seen.add(o);
+      freeze(o);
+      queue[queue.length] = getPrototypeOf(o);
+      const keys = rOwnKeys(o);
+      for (let i = 0; i < keys.length; i++) {
+        const d = rDescriptor(o, keys[i]);
+        if (hasOwn(d, 'value')) {
+          queue[queue.length] = d.value;
+        } else {
+          queue[queue.length] = d.get;
+          queue[queue.length] = d.set;
+        }
+      }
+    }
+    return seen.size;
+  }
+
   return {
     mcp, servers, skills: skillsGlobal, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
+    lockdown,
+    // [time, random, timers] since the last call of this; resets them.
+    takeEffects() {
+      const out = [usedTime, usedRandom, usedTimers];
+      usedTime = false;
+      usedRandom = false;
+      usedTimers = false;
+      return out;
+    },
     serialize,
     describe,
     // Replaces the committed state: `keys` are JSON string literals, `values` JSON texts.

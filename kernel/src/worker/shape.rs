@@ -1,5 +1,6 @@
-//! Code shape: the agent's code is the body of an async function, and when its last top-level
-//! statement is an expression statement, that expression is the result (as in a REPL).
+//! Code shape: the agent's code is the body of a strict-mode async function, and when its last
+//! top-level statement is an expression statement, that expression is the result (as in a
+//! REPL).
 //!
 //! The rewrite is syntactic and exact: the code is parsed once as an async function body with
 //! Boa's own parser, and `return ` is inserted where the last expression statement starts.
@@ -30,7 +31,10 @@ use boa_interner::Interner;
 use boa_parser::{Parser, Source};
 
 /// Opening of the wrapper; kept on the first line so line numbers in stacks match the code.
-pub(crate) const PREFIX: &str = "(async function(){";
+/// Its directive makes the code strict: an assignment to an undeclared name is a
+/// `ReferenceError` instead of a new global (the global object is frozen anyway, see the
+/// prelude's `lockdown`).
+pub(crate) const PREFIX: &str = "(async function(){'use strict';";
 /// Close of the wrapper: a newline first, so a trailing `// comment` cannot swallow it.
 pub(crate) const SUFFIX: &str = "\n})()";
 
@@ -69,7 +73,11 @@ fn parse(
     code: &str,
     interner: &mut Interner,
 ) -> Result<boa_ast::function::FunctionBody, boa_parser::Error> {
-    Parser::new(Source::from_bytes(code)).parse_function_body(interner, false, true)
+    let mut parser = Parser::new(Source::from_bytes(code));
+    // As the wrapper's directive will make it, so strict-only syntax errors (`with`, legacy
+    // octal literals, `delete x`) name positions in the user's code too.
+    parser.set_strict();
+    parser.parse_function_body(interner, false, true)
 }
 
 /// Whether `body` parses into `statements` top-level statements, the last one that is not

@@ -165,7 +165,10 @@ pub(crate) fn analyze(name: &str, source: &str) -> Result<SkillInfo, SkillError>
 }
 
 fn parse_script(text: &str, interner: &mut Interner) -> Result<boa_ast::Script, String> {
-    Parser::new(Source::from_bytes(text))
+    let mut parser = Parser::new(Source::from_bytes(text));
+    // Skills run in strict mode, as agent code does (see `compile_skill` in engine.rs).
+    parser.set_strict();
+    parser
         .parse_script(&Scope::new_global(), interner)
         .map_err(|e| e.to_string())
 }
