@@ -307,6 +307,7 @@ impl Engine {
                     },
                     poisoned: false,
                     skills_used: Vec::new(),
+                    effects: Effects::default(),
                 };
             }
         };
