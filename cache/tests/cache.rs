@@ -553,3 +553,22 @@ fn config_errors_name_the_field() {
     let e = TieredCache::new(c).unwrap_err().to_string();
     assert!(e.contains("max_in_flight_keys"), "{e}");
 }
+
+#[tokio::test]
+async fn l1_bytes_return_to_zero_after_replace_and_clear() {
+    let cache = TieredCache::new(CacheConfig::default()).unwrap();
+    let ttl = Duration::from_secs(60);
+    cache
+        .insert(&key("a"), Bytes::from_static(b"12345"), ttl)
+        .await;
+    cache
+        .insert(&key("a"), Bytes::from_static(b"123"), ttl)
+        .await;
+    cache.insert(&key("b"), Bytes::from_static(b"1"), ttl).await;
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.stats().l1.bytes, 3 + 1 + 2 * L1_ENTRY_OVERHEAD_BYTES);
+    cache.clear_l1();
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.stats().l1.bytes, 0);
+    assert_eq!(cache.l1_entry_count(), 0);
+}
