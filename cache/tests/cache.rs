@@ -572,3 +572,22 @@ async fn l1_bytes_return_to_zero_after_replace_and_clear() {
     assert_eq!(cache.stats().l1.bytes, 0);
     assert_eq!(cache.l1_entry_count(), 0);
 }
+
+#[tokio::test]
+async fn ttl_is_shortened_to_max_ttl_in_redis() {
+    let mut c = config("max-ttl");
+    c.max_ttl = Duration::from_secs(5);
+    let cache = with_redis(c).await;
+    let k = key("t");
+    cache
+        .insert(&k, Bytes::from_static(b"v"), Duration::from_secs(3600))
+        .await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(cache.redis_key(&k).unwrap())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 5_000, "{pttl}");
+}
