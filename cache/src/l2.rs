@@ -195,9 +195,31 @@ async fn probe(l2: Weak<L2>) {
             }
             Err(e) => {
                 l2.counters.record(Tier::L2, Event::Error);
-                backoff = (backoff * 2).min(l2.backoff_max);
+                backoff = next_backoff(backoff, l2.backoff_max);
                 tracing::debug!(error = e, retry_after = ?backoff, "result cache: redis still unavailable");
             }
         }
+    }
+}
+
+/// The pause after a failed retry: double the last one, at most `max`.
+fn next_backoff(last: Duration, max: Duration) -> Duration {
+    last.saturating_mul(2).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_1_s_up_to_30_s() {
+        let config = CacheConfig::default();
+        let mut pauses = vec![config.redis_backoff_min];
+        while pauses.len() < 8 {
+            let last = *pauses.last().unwrap();
+            pauses.push(next_backoff(last, config.redis_backoff_max));
+        }
+        let secs: Vec<u64> = pauses.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }

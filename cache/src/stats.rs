@@ -30,8 +30,9 @@ pub const REDIS_UP: &str = "mcpk_cache_redis_up";
 /// [`crate::TieredCache::get_or_compute`] (one per flight; more when the in-flight bound is
 /// reached or a leader was cancelled).
 pub const COMPUTATIONS_TOTAL: &str = "mcpk_cache_computations_total";
-/// Counter `mcpk_cache_joined_total`: callers that waited for another caller's computation of
-/// the same key instead of running their own.
+/// Counter `mcpk_cache_joined_total`: misses that attached to another caller's running
+/// computation of the same key (counted when they attach, before it finishes; one that then
+/// takes over from a cancelled leader counts here and in computations).
 pub const JOINED_TOTAL: &str = "mcpk_cache_joined_total";
 
 /// Registers the descriptions of the metrics above with the installed recorder. Call once after
@@ -96,7 +97,7 @@ pub struct CacheStats {
     pub l2: TierStats,
     /// `compute` runs started by `get_or_compute`.
     pub computations: u64,
-    /// Callers that shared another caller's computation.
+    /// Misses that attached to another caller's running computation (counted on attaching).
     pub joined: u64,
 }
 

@@ -298,9 +298,6 @@ impl TieredCache {
             .await
             .clone();
         drop(guard);
-        if source == Source::Joined {
-            self.inner.counters.joined();
-        }
         match shared.0 {
             Ok(value) => Ok(Lookup { value, source }),
             Err(e) => match e.downcast_ref::<E>() {
@@ -440,7 +437,10 @@ impl TieredCache {
             .unwrap_or_else(PoisonError::into_inner);
         let k = (ns, *key);
         match flights.get(&k) {
-            Some(f) if !f.initialized() => return Some(Arc::clone(f)),
+            Some(f) if !f.initialized() => {
+                self.inner.counters.joined();
+                return Some(Arc::clone(f));
+            }
             // A finished flight not yet removed: replaced below (its answer is not shared with
             // callers that arrive after it finished).
             Some(_) => {}
