@@ -3,7 +3,7 @@
 // randomness to record their use, and returns the helpers the Rust side calls, `lockdown`
 // among them: the worker calls it once the globals are defined, and from then on the global
 // object and every intrinsic are frozen. It also captures the built-ins it needs up front.
-(function (emit, hostCall, sleep, parseJson, isSkillName, checkSkill, compileSkill) {
+(function (emit, hostCall, sleep, parseJson, isSkillName, checkSkill, compileSkill, freezeReachable) {
   'use strict';
   const stringify = JSON.stringify;
   const parse = JSON.parse;
@@ -861,28 +861,9 @@
       if (typeof Iterator.prototype.map === 'function') roots[roots.length] = [].values().map((x) => x);
     }
     // The skills Proxy refuses to be frozen (its traps keep it read-only instead); the
-    // library behind it must stay mutable.
-    const skip = new Set([skillsGlobal]);
-    const seen = new Set();
-    const queue = roots;
-    while (queue.length > 0) {
-      const o = queue.pop();
-      if (!isObject(o) || seen.has(o) || skip.has(o)) continue;
-      seen.add(o);
-      freeze(o);
-      queue[queue.length] = getPrototypeOf(o);
-      const keys = rOwnKeys(o);
-      for (let i = 0; i < keys.length; i++) {
-        const d = rDescriptor(o, keys[i]);
-        if (hasOwn(d, 'value')) {
-          queue[queue.length] = d.value;
-        } else {
-          queue[queue.length] = d.get;
-          queue[queue.length] = d.set;
-        }
-      }
-    }
-    return seen.size;
+    // library behind it must stay mutable. The walk is native (`freezeReachable`): in
+    // JavaScript it took ~10 ms of each worker's start, natively ~2 ms.
+    return freezeReachable(roots, skillsGlobal);
   }
 
   return {
