@@ -31,17 +31,16 @@ final answer. Find tools with `search_tools`. `mcp.state` persists per session."
 /// The tool description: the whole contract an agent needs, in at most 120 words.
 fn execute_description(config: &ServeConfig) -> String {
     format!(
-        "Run JavaScript in a persistent sandboxed kernel. `code` is the body of an async \
-         function: top-level `await` and `return` work; without `return`, the last expression \
-         is the result. Call upstream MCP tools as `await servers.<server>.<tool>(args)` (find \
-         them with search_tools or `mcp.tools.search(query)`); filter and join their data in \
-         code and return only the answer. Locals vanish after each call; `mcp.state` persists \
-         per session, must stay JSON-serialisable, is committed on success and rolled back on \
-         a throw or timeout. console.* output is returned. Results follow JSON.stringify \
-         semantics; large ones are truncated. Default timeout {} ms (`timeout_ms`, max {} ms). \
-         `session` names a kernel that hibernates when idle and resumes later (expired: \
-         SessionExpired). Saved skills: `await skills.<name>(...)`, \
-         `mcp.skills.save(name, fn, {{description}})`.",
+        "Run JavaScript (strict mode) in a persistent sandboxed kernel. `code` is an async \
+         function body: `await` and `return` work; without `return`, the last expression is \
+         the result. Call upstream tools as `await servers.<server>.<tool>(args)` (find them \
+         with search_tools or `mcp.tools.search(query)`); filter data in code and return only \
+         the answer. Only `mcp.state` (JSON, committed on success, rolled back on a throw or \
+         timeout) and skills outlive a call: globals are frozen, so keep helpers as skills \
+         (`mcp.skills.save(name, fn, {{description}})`, then `await skills.<name>(...)`). \
+         console.* output is returned; results follow JSON.stringify semantics, large ones are \
+         truncated. Default timeout {} ms (`timeout_ms`, max {} ms). `session` names a kernel \
+         that hibernates when idle and resumes later (expired: SessionExpired).",
         config.default_timeout_ms(),
         config.max_timeout_ms()
     )
