@@ -54,16 +54,18 @@ redis_url_answers() { # url
   [[ $rest == *:* ]] && port=${rest##*:}
   redis_pong "${host:-127.0.0.1}" "$port"
 }
+# The cache's outage test starts and kills a redis-server of its own, so the binary is needed
+# even when a Redis already answers.
+if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "redis-server is missing: installing it with apt-get" >&2
+  apt-get update && apt-get install -y redis-server
+fi
 if [ -n "${REDIS_URL:-}" ] && redis_url_answers "$REDIS_URL"; then
   echo "using the Redis at REDIS_URL" >&2
 elif redis_pong 127.0.0.1 6379; then
   export REDIS_URL=redis://127.0.0.1:6379
   echo "using the Redis at $REDIS_URL" >&2
 else
-  if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "redis-server is missing: installing it with apt-get" >&2
-    apt-get update && apt-get install -y redis-server
-  fi
   if ! command -v redis-server >/dev/null 2>&1; then
     echo "the session store tests need Redis: none answers at ${REDIS_URL:-127.0.0.1:6379} and" \
       "redis-server is not installed; install it (e.g. apt-get install redis-server) or set" \
