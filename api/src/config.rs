@@ -261,6 +261,7 @@ impl ServeConfig {
             max_live_sessions: self.max_live_sessions,
             idle_ttl: self.idle_ttl,
             retention_ttl: self.retention_ttl,
+            ..SessionConfig::default()
         }
     }
 

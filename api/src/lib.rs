@@ -131,12 +131,20 @@ async fn start(config: &ServeConfig) -> anyhow::Result<Started> {
             .with_context(|| format!("connecting to Redis at {url} (--redis-url / REDIS_URL)"))?,
         None => Store::memory(config.store_config()),
     };
+    let mut cache_config = mcpk_session::CacheConfig::default();
+    cache_config.key_prefix.clone_from(&config.redis_key_prefix);
+    let cache = match &config.redis_url {
+        Some(url) => mcpk_session::TieredCache::connect(cache_config, url).await,
+        None => mcpk_session::TieredCache::new(cache_config),
+    }
+    .context("configuring the result cache")?;
     let upstreams = upstream::Upstreams::start(servers, config.upstream_limits);
     let tools: Arc<dyn mcpk_session::Tools> =
         Arc::new(upstream::UpstreamHost::new(upstreams.clone()));
     let sessions = Arc::new(SessionManager::start(
         config.kernel_config(),
         store,
+        cache,
         tools,
         config.session_config(),
     ));
@@ -189,6 +197,7 @@ pub async fn run_script(
                 code,
                 timeout,
                 mode: mcpk_session::SessionMode::Auto,
+                cache: mcpk_session::CacheMode::Auto,
                 connection: &connection,
             },
         )
@@ -199,6 +208,6 @@ pub async fn run_script(
         tracing::warn!(%error, "closing the script's session failed");
     }
     shutdown(&sessions).await;
-    let outcome = outcome?;
+    let outcome = outcome?.outcome;
     Ok(ScriptRun { outcome, duration })
 }

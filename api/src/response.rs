@@ -27,6 +27,9 @@ pub(crate) struct CallInfo<'a> {
     pub(crate) duration: Duration,
     /// The configured result limit, reported when a result was truncated.
     pub(crate) max_result_bytes: usize,
+    /// The cache tier that answered (`"l1"`, `"l2"`), or `None` when the code ran:
+    /// `structuredContent.cached` is the tier or `false`.
+    pub(crate) cached: Option<&'static str>,
 }
 
 /// Maps a finished call to the tool result the agent sees.
@@ -57,6 +60,7 @@ fn success(
         "logs": logs,
         "duration_ms": duration_ms,
         "session": info.session,
+        "cached": info.cached.map_or(serde_json::Value::Bool(false), serde_json::Value::from),
     });
     match value.truncated_from_bytes {
         None => {
@@ -114,6 +118,7 @@ fn failure(
         "logs": logs,
         "duration_ms": duration_ms,
         "session": info.session,
+        "cached": info.cached.map_or(serde_json::Value::Bool(false), serde_json::Value::from),
     }));
     result
 }
@@ -196,6 +201,7 @@ mod tests {
         session: "default",
         duration: Duration::from_millis(12),
         max_result_bytes: 10,
+        cached: None,
     };
 
     fn text(result: &CallToolResult) -> &str {
@@ -232,6 +238,7 @@ mod tests {
                 "logs": [{"level": "log", "message": "hi"}, {"level": "warn", "message": "careful"}],
                 "duration_ms": 12,
                 "session": "default",
+                "cached": false,
             })
         );
     }

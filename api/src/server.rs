@@ -39,8 +39,9 @@ fn execute_description(config: &ServeConfig) -> String {
          timeout) and skills outlive a call: globals are frozen, so keep helpers as skills \
          (`mcp.skills.save(name, fn, {{description}})`, then `await skills.<name>(...)`). \
          console.* output is returned; results follow JSON.stringify semantics, large ones are \
-         truncated. Default timeout {} ms (`timeout_ms`, max {} ms). `session` names a kernel \
-         that hibernates when idle and resumes later (expired: SessionExpired).",
+         truncated; deterministic ones are cached (`cache`: auto/off/refresh). Default timeout \
+         {} ms (`timeout_ms`, max {} ms). `session` names a kernel that hibernates when idle \
+         and resumes later (expired: SessionExpired).",
         config.default_timeout_ms(),
         config.max_timeout_ms()
     )
@@ -112,6 +113,7 @@ impl KernelServer {
                 code: &args.code,
                 timeout: args.timeout,
                 mode: args.session_mode,
+                cache: args.cache,
                 connection: &self.inner.connection,
             }
         ));
@@ -136,8 +138,8 @@ impl KernelServer {
             }
         };
         let duration = started.elapsed();
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
+        let answer = match outcome {
+            Ok(answer) => answer,
             Err(error) => {
                 tracing::warn!(session = %args.session, %error, "execute failed");
                 return response::session_error(&error, &args.session);
@@ -145,16 +147,18 @@ impl KernelServer {
         };
         tracing::debug!(
             session = %args.session,
-            ok = outcome.result.is_ok(),
+            ok = answer.outcome.result.is_ok(),
+            cached = answer.cached,
             duration_ms = duration.as_millis(),
             "execute"
         );
         response::call_result(
-            outcome,
+            answer.outcome,
             CallInfo {
                 session: &args.session,
                 duration,
                 max_result_bytes: config.max_result_bytes,
+                cached: answer.cached,
             },
         )
     }

@@ -29,4 +29,12 @@ impl Tools for NoUpstreams {
     fn schema_sha256(&self, _server: &str, _tool: &str) -> Option<String> {
         None
     }
+
+    fn read_only(&self, _server: &str, _tool: &str) -> bool {
+        false
+    }
+
+    fn catalog_version(&self) -> String {
+        String::new()
+    }
 }

@@ -17,6 +17,7 @@
 //! `api` depends on this crate only; what it needs of the kernel (its configuration, the
 //! worker entry points, call outcomes) is re-exported here.
 
+mod cached;
 mod host;
 mod key;
 mod manager;
@@ -28,9 +29,10 @@ pub use key::{
     CONNECTION_NAME_PREFIX, KeyError, MAX_SESSION_NAME_BYTES, MAX_TENANT_BYTES, SessionKey,
 };
 pub use manager::{
-    Call, DEFAULT_SESSION, SessionConfig, SessionError, SessionInfo, SessionManager, SessionMode,
-    resolve_name,
+    Answer, CacheMode, Call, DEFAULT_SESSION, SessionConfig, SessionError, SessionInfo,
+    SessionManager, SessionMode, resolve_name,
 };
+pub use mcpk_cache::{CacheConfig, TieredCache};
 pub use router::Tools;
 pub use store::{
     Lease, Lookup, MemoryStore, RedisStore, SNAPSHOT_FORMAT, SessionMeta, Snapshot, Store,

@@ -24,6 +24,7 @@ use mcpk_kernel::{
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::cached::{self, Entry, Limits};
 use crate::key::SessionKey;
 use crate::router::{Router, Tools};
 use crate::store::{Lease, Lookup, SessionMeta, Snapshot, Store, StoreError, StoredSkill};
@@ -124,6 +125,30 @@ pub enum SessionMode {
     New,
 }
 
+/// Whether a call may be answered from the result cache.
+///
+/// JSON: `"auto" | "off" | "refresh"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    /// Answer from the cache when an entry matches; cache the answer when it may be.
+    #[default]
+    Auto,
+    /// Neither read nor write the cache.
+    Off,
+    /// Run the code, and cache the answer when it may be (replacing an entry).
+    Refresh,
+}
+
+/// What a call produced, and whether the result cache answered it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The result or error, and the logs.
+    pub outcome: CallOutcome,
+    /// The cache tier that answered (`"l1"` or `"l2"`), or `None` when the code ran.
+    pub cached: Option<&'static str>,
+}
+
 /// Limits and TTLs of the session manager. Durations are tokio time, so tests can pause it.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -135,6 +160,11 @@ pub struct SessionConfig {
     /// How long a hibernated session's snapshot is kept after its last use (default 7 days).
     /// Set on the [`Store`]; here for the error messages.
     pub retention_ttl: Duration,
+    /// How long a cacheable answer is cached (default 10 min).
+    pub cache_ttl: Duration,
+    /// How long an answer whose only impurity is tools annotated `readOnlyHint: true` is
+    /// cached (default 60 s).
+    pub readonly_tool_ttl: Duration,
 }
 
 impl Default for SessionConfig {
@@ -143,6 +173,8 @@ impl Default for SessionConfig {
             max_live_sessions: 256,
             idle_ttl: Duration::from_secs(30 * 60),
             retention_ttl: Duration::from_secs(7 * 24 * 3600),
+            cache_ttl: Duration::from_secs(600),
+            readonly_tool_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -216,6 +248,9 @@ impl Drop for Using {
 pub(crate) struct Shared {
     pool: Arc<WorkerPool>,
     pub(crate) store: Store,
+    cache: mcpk_cache::TieredCache,
+    /// The limits that shape a result, part of every cache key.
+    limits: Limits,
     tools: Arc<dyn Tools>,
     config: SessionConfig,
     live: Mutex<HashMap<SessionKey, Arc<Session>>>,
@@ -249,6 +284,8 @@ pub struct Call<'a> {
     pub timeout: Duration,
     /// How a session that is not live is treated.
     pub mode: SessionMode,
+    /// Whether the result cache may answer or keep this call.
+    pub cache: CacheMode,
     /// The calling connection's default session, which agent code names `"default"` in
     /// `mcp.sessions.*`.
     pub connection: &'a SessionKey,
@@ -261,13 +298,20 @@ impl SessionManager {
     pub fn start(
         kernel: KernelConfig,
         store: Store,
+        cache: mcpk_cache::TieredCache,
         tools: Arc<dyn Tools>,
         config: SessionConfig,
     ) -> Self {
+        let limits = Limits {
+            max_result_bytes: kernel.max_result_bytes,
+            max_log_bytes: kernel.max_log_bytes,
+        };
         let pool = WorkerPool::start(kernel);
         let shared = Arc::new_cyclic(|me| Shared {
             pool,
             store,
+            cache,
+            limits,
             tools,
             config,
             live: Mutex::new(HashMap::new()),
@@ -290,11 +334,7 @@ impl SessionManager {
     /// `call.mode` decides; [`SessionError::TooManySessions`] when every live session is busy;
     /// [`SessionError::Store`] when the store failed (the call's effect on `mcp.state` is then
     /// not committed, and says so); [`SessionError::Kernel`] when no worker could be started.
-    pub async fn execute(
-        &self,
-        key: &SessionKey,
-        call: Call<'_>,
-    ) -> Result<CallOutcome, SessionError> {
+    pub async fn execute(&self, key: &SessionKey, call: Call<'_>) -> Result<Answer, SessionError> {
         self.shared.execute(key, call).await
     }
 
@@ -485,7 +525,7 @@ impl Shared {
         Ok(session)
     }
 
-    async fn execute(&self, key: &SessionKey, call: Call<'_>) -> Result<CallOutcome, SessionError> {
+    async fn execute(&self, key: &SessionKey, call: Call<'_>) -> Result<Answer, SessionError> {
         let deadline = Instant::now() + call.timeout;
         let mut mode = call.mode;
         loop {
@@ -518,7 +558,7 @@ impl Shared {
         inner: &mut SessionInner,
         call: &Call<'_>,
         deadline: Instant,
-    ) -> Result<CallOutcome, SessionError> {
+    ) -> Result<Answer, SessionError> {
         let lease = self.store.acquire(key, deadline).await?;
         let mut held = Held {
             shared: self.me.clone(),
@@ -555,7 +595,7 @@ impl Shared {
         call: &Call<'_>,
         lease: &Lease,
         released: &mut bool,
-    ) -> Result<CallOutcome, SessionError> {
+    ) -> Result<Answer, SessionError> {
         if lease.generation != inner.meta.generation {
             // Another replica committed this session since this one last ran it: the live
             // worker's state is stale.
@@ -593,6 +633,16 @@ impl Shared {
                 }
             }
         }
+        let base =
+            (call.cache != CacheMode::Off).then(|| cached::base_key(key, call.code, self.limits));
+        if call.cache == CacheMode::Auto
+            && let Some(base) = &base
+            && let Some((entry, tier)) = self.cached_entry(base, inner, lease).await
+        {
+            return self
+                .answer_from_cache(key, inner, lease, released, entry, tier)
+                .await;
+        }
         // A worker that died between calls (killed from outside) is replaced transparently:
         // no call was running on it, so nothing but the committed state matters.
         let idle = inner
@@ -619,12 +669,15 @@ impl Shared {
                 );
                 if let Err(error) = restored {
                     tracing::warn!(%error, "restore failed");
-                    return Ok(failed(
-                        ErrorKind::Internal,
-                        format!(
-                            "{error}; the code did not run, and the session keeps its last committed mcp.state (the next call restores it into a fresh worker)"
+                    return Ok(Answer {
+                        outcome: failed(
+                            ErrorKind::Internal,
+                            format!(
+                                "{error}; the code did not run, and the session keeps its last committed mcp.state (the next call restores it into a fresh worker)"
+                            ),
                         ),
-                    ));
+                        cached: None,
+                    });
                 }
                 worker
             }
@@ -650,6 +703,35 @@ impl Shared {
             }
         };
         let mut outcome = execution.outcome;
+        // Decided before the commit: the entry's key covers the state before the call.
+        let to_cache = match (&base, &outcome.result) {
+            (Some(base), Ok(value)) if !execution.worker_lost => cached::cacheable(
+                &execution.effects,
+                value.state_access,
+                &execution.skills_used,
+                |server, tool| self.tools.read_only(server, tool),
+                self.config.cache_ttl,
+                self.config.readonly_tool_ttl,
+            )
+            .map(|(ttl, vary)| {
+                let entry_key = cached::entry_key(
+                    base,
+                    vary,
+                    &inner.state,
+                    lease.skills_version,
+                    &self.tools.catalog_version(),
+                );
+                let entry = Entry {
+                    result: value.json.clone(),
+                    truncated_from_bytes: value.truncated_from_bytes,
+                    logs: outcome.logs.clone(),
+                    delta: execution.state_delta.clone(),
+                    state_access: value.state_access,
+                };
+                (cached::vary_key(base), vary, entry_key, entry, ttl)
+            }),
+            _ => None,
+        };
         let mut meta = inner.meta.clone();
         meta.last_used_ms = unix_ms();
         let committed = match execution.state_delta {
@@ -679,11 +761,95 @@ impl Shared {
         if !execution.worker_lost {
             inner.worker = Some(worker);
         }
+        if let Some((vary_key, vary, entry_key, entry, ttl)) = to_cache {
+            self.keep(&vary_key, vary, &entry_key, &entry, ttl).await;
+        }
         if !execution.skills_used.is_empty() {
             self.warn_changed_tools(&key.tenant, &execution.skills_used, &mut outcome)
                 .await;
         }
-        Ok(outcome)
+        Ok(Answer {
+            outcome,
+            cached: None,
+        })
+    }
+
+    /// The cached entry for this call in this session's present state, if any.
+    async fn cached_entry(
+        &self,
+        base: &mcpk_cache::CacheKey,
+        inner: &SessionInner,
+        lease: &Lease,
+    ) -> Option<(Entry, mcpk_cache::Tier)> {
+        let (vary, _) = self.cache.get(&cached::vary_key(base)).await?;
+        let vary: cached::Vary = serde_json::from_slice(&vary).ok()?;
+        let entry_key = cached::entry_key(
+            base,
+            vary,
+            &inner.state,
+            lease.skills_version,
+            &self.tools.catalog_version(),
+        );
+        let (entry, tier) = self.cache.get(&entry_key).await?;
+        let entry: Entry = serde_json::from_slice(&entry).ok()?;
+        Some((entry, tier))
+    }
+
+    /// Stores a cacheable answer and the vary record that finds it.
+    async fn keep(
+        &self,
+        vary_key: &mcpk_cache::CacheKey,
+        vary: cached::Vary,
+        entry_key: &mcpk_cache::CacheKey,
+        entry: &Entry,
+        ttl: Duration,
+    ) {
+        let (Ok(vary), Ok(entry)) = (serde_json::to_vec(&vary), serde_json::to_vec(entry)) else {
+            return;
+        };
+        self.cache.insert(entry_key, entry.into(), ttl).await;
+        self.cache.insert(vary_key, vary.into(), ttl).await;
+    }
+
+    /// Answers a call from a cache entry: applies its state change exactly as the run did
+    /// (commit under the lease), so a hit cannot be told from a run but by `cached`.
+    async fn answer_from_cache(
+        &self,
+        key: &SessionKey,
+        inner: &mut SessionInner,
+        lease: &Lease,
+        released: &mut bool,
+        entry: Entry,
+        tier: mcpk_cache::Tier,
+    ) -> Result<Answer, SessionError> {
+        let mut meta = inner.meta.clone();
+        meta.last_used_ms = unix_ms();
+        match &entry.delta {
+            Some(delta) => {
+                let mut state = inner.state.clone();
+                state.apply(delta.clone());
+                meta.state_bytes = state.json_bytes() as u64;
+                meta.generation += 1;
+                self.store.finish(key, lease, Some(delta), &meta).await?;
+                inner.state = state;
+                // The worker still holds the old state: the next run restores the new one.
+                inner.worker = None;
+            }
+            None => self.store.finish(key, lease, None, &meta).await?,
+        }
+        *released = true;
+        inner.meta = meta;
+        Ok(Answer {
+            outcome: CallOutcome {
+                result: Ok(mcpk_kernel::CallValue {
+                    json: entry.result,
+                    truncated_from_bytes: entry.truncated_from_bytes,
+                    state_access: entry.state_access,
+                }),
+                logs: entry.logs,
+            },
+            cached: Some(tier.label()),
+        })
     }
 
     fn weak(&self) -> Weak<Shared> {

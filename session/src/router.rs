@@ -27,6 +27,14 @@ pub trait Tools: Send + Sync + std::fmt::Debug + 'static {
     /// ready upstream lists that tool. Skills record it when saved, and a call of a skill
     /// whose tool's hash changed since logs a warning naming the tool.
     fn schema_sha256(&self, server: &str, tool: &str) -> Option<String>;
+
+    /// Whether `server.tool` is annotated `readOnlyHint: true` in the catalogue now; `false`
+    /// for an unknown tool. Only calls whose tools are all read-only may be cached.
+    fn read_only(&self, server: &str, tool: &str) -> bool;
+
+    /// The upstream catalogue's version: it changes whenever any tool list changes. Cache
+    /// entries of calls that used tools are keyed on it.
+    fn catalog_version(&self) -> String;
 }
 
 /// The host handler of one call: knows the calling session, so skills and sessions resolve

@@ -292,10 +292,12 @@ async fn results_and_logs_at_the_size_limit_neither_hang_nor_crash() {
 /// Polls `servers.fixture.pid()` until it answers with a pid other than `old`.
 async fn wait_for_a_new_fixture_process(server: &Server, old: &Value) -> Value {
     loop {
+        // `pid` is read-only, so its answer would be cached: the poll must see the new one.
         let result = server
-            .execute(
-                "try { return (await servers.fixture.pid()).pid } catch (e) { return e.message }",
-            )
+            .execute_with(json!({
+                "code": "try { return (await servers.fixture.pid()).pid } catch (e) { return e.message }",
+                "cache": "off",
+            }))
             .await;
         let value = result.value().clone();
         if value.is_u64() && &value != old {

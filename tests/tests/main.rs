@@ -5,6 +5,7 @@
 
 mod args;
 mod builtins;
+mod cache;
 mod concurrency;
 mod cross_session;
 mod deadlines;

@@ -121,7 +121,7 @@ async fn wait_for_cancellation(server: &Server) -> Value {
     let started = Instant::now();
     loop {
         let result = server
-            .execute("await servers.fixture.cancellations()")
+            .execute_with(json!({"code": "await servers.fixture.cancellations()", "cache": "off"}))
             .await;
         let value = result.value().clone();
         if value["count"].as_u64() >= Some(1) && value["hanging"] == 0 {
@@ -143,7 +143,7 @@ async fn a_hanging_upstream_call_times_out_with_execute_and_is_cancelled_upstrea
     assert_eq!(server.execute("mcp.state.n = 1").await.value(), &json!(1));
     assert_eq!(
         server
-            .execute("await servers.fixture.cancellations()")
+            .execute_with(json!({"code": "await servers.fixture.cancellations()", "cache": "off"}))
             .await
             .value(),
         &json!({"count": 0, "hanging": 0})

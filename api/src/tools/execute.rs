@@ -10,7 +10,7 @@ use rmcp::model::JsonObject;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use mcpk_session::SessionMode;
+use mcpk_session::{CacheMode, SessionMode};
 
 use super::{ArgumentError, describe};
 use crate::config::ServeConfig;
@@ -45,6 +45,35 @@ struct ExecuteInput {
     #[serde(default, deserialize_with = "session_mode")]
     #[schemars(with = "Option<ModeSchema>")]
     session_mode: Option<SessionMode>,
+    /// `auto` (default): answer from the result cache when this exact code was run before
+    /// with the same inputs and was deterministic; `off`: neither read nor write it;
+    /// `refresh`: run, then replace the cached answer.
+    #[serde(default, deserialize_with = "cache")]
+    #[schemars(with = "Option<CacheSchema>")]
+    cache: Option<CacheMode>,
+}
+
+/// The schema of `cache` (the value itself is [`CacheMode`]).
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its JSON schema is used")]
+enum CacheSchema {
+    Auto,
+    Off,
+    Refresh,
+}
+
+fn cache<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<CacheMode>, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Null => Ok(None),
+        Value::String(mode) if mode == "auto" => Ok(Some(CacheMode::Auto)),
+        Value::String(mode) if mode == "off" => Ok(Some(CacheMode::Off)),
+        Value::String(mode) if mode == "refresh" => Ok(Some(CacheMode::Refresh)),
+        other => Err(serde::de::Error::custom(format!(
+            "`cache` must be \"auto\", \"off\" or \"refresh\", got {}",
+            describe(&other)
+        ))),
+    }
 }
 
 /// The schema of `session_mode` (the value itself is [`SessionMode`]).
@@ -140,6 +169,8 @@ pub(crate) struct ExecuteArgs {
     pub(crate) session: String,
     /// How a session that is not live is treated.
     pub(crate) session_mode: SessionMode,
+    /// Whether the result cache may answer or keep the call.
+    pub(crate) cache: CacheMode,
     /// The wall-clock limit for this call.
     pub(crate) timeout: Duration,
 }
@@ -168,6 +199,7 @@ impl ExecuteArgs {
             code: input.code,
             session: input.session.unwrap_or_else(|| DEFAULT_SESSION.to_owned()),
             session_mode: input.session_mode.unwrap_or_default(),
+            cache: input.cache.unwrap_or_default(),
             timeout,
         })
     }
@@ -206,6 +238,7 @@ mod tests {
             code: "1".into(),
             session: "default".into(),
             session_mode: SessionMode::Auto,
+            cache: CacheMode::Auto,
             timeout: Duration::from_millis(5000),
         };
         assert_eq!(parse(json!({"code": "1"})).unwrap(), expected);
@@ -269,7 +302,7 @@ mod tests {
             ),
             (
                 json!({"code": "1", "sesion": "a"}),
-                "execute: unknown field `sesion`, expected one of `code`, `session`, `timeout_ms`, `session_mode`",
+                "execute: unknown field `sesion`, expected one of `code`, `session`, `timeout_ms`, `session_mode`, `cache`",
             ),
         ];
         for (arguments, expected) in cases {

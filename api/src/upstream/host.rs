@@ -34,6 +34,23 @@ impl Tools for UpstreamHost {
     fn schema_sha256(&self, server: &str, tool: &str) -> Option<String> {
         self.upstreams.catalog().schema_sha256(server, tool)
     }
+
+    fn read_only(&self, server: &str, tool: &str) -> bool {
+        self.upstreams
+            .catalog()
+            .find(server, tool)
+            .is_some_and(|t| {
+                t.tool
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.read_only_hint)
+                    .unwrap_or(false)
+            })
+    }
+
+    fn catalog_version(&self) -> String {
+        self.upstreams.catalog().version.clone()
+    }
 }
 
 fn unknown_server(upstreams: &Upstreams, server: &str) -> String {

@@ -1,0 +1,149 @@
+//! The result cache through the real binary: hits and misses, keys that follow what the code
+//! read, a hit that applies the cached state, impure calls never cached, the `cache` option,
+//! and an L2 hit on a second replica sharing Redis.
+
+use mcpk_tests::{ExecuteResult as _, Server, unique_prefix};
+use rmcp::model::CallToolResult;
+use serde_json::{Value, json};
+
+fn cached(result: &CallToolResult) -> Value {
+    result
+        .structured_content
+        .as_ref()
+        .map_or(Value::Null, |s| s["cached"].clone())
+}
+
+#[tokio::test]
+async fn a_deterministic_call_is_answered_from_l1_the_second_time() {
+    let server = Server::start().await;
+    let code = "console.log('computing'); return [1, 2, 3].map(n => n * 2)";
+    let first = server.execute_in("a", code).await;
+    assert_eq!(first.value(), &json!([2, 4, 6]), "{}", first.text());
+    assert_eq!(cached(&first), json!(false));
+    let second = server.execute_in("a", code).await;
+    assert_eq!(second.value(), &json!([2, 4, 6]));
+    assert_eq!(cached(&second), json!("l1"));
+    assert_eq!(second.logs(), first.logs(), "a hit replays the logs");
+}
+
+#[tokio::test]
+async fn code_that_never_touched_state_hits_from_any_session_and_leaves_its_state_alone() {
+    let server = Server::start().await;
+    assert!(
+        !server
+            .execute_in("a", "mcp.state.x = 'a'; 1")
+            .await
+            .is_error()
+    );
+    assert!(
+        !server
+            .execute_in("b", "mcp.state.x = 'b'; 1")
+            .await
+            .is_error()
+    );
+    let code = "return 'pure'.toUpperCase()";
+    assert_eq!(cached(&server.execute_in("a", code).await), json!(false));
+    let hit = server.execute_in("b", code).await;
+    assert_eq!((hit.value(), cached(&hit)), (&json!("PURE"), json!("l1")));
+    let state = server.execute_in("b", "mcp.state.x").await;
+    assert_eq!(state.value(), &json!("b"));
+}
+
+#[tokio::test]
+async fn code_that_read_state_is_keyed_on_that_state() {
+    let server = Server::start().await;
+    assert!(
+        !server
+            .execute_in("a", "mcp.state.x = 'a'; 1")
+            .await
+            .is_error()
+    );
+    assert!(
+        !server
+            .execute_in("b", "mcp.state.x = 'b'; 1")
+            .await
+            .is_error()
+    );
+    let code = "return mcp.state.x + '!'";
+    let on_a = server.execute_in("a", code).await;
+    assert_eq!((on_a.value(), cached(&on_a)), (&json!("a!"), json!(false)));
+    let on_b = server.execute_in("b", code).await;
+    assert_eq!((on_b.value(), cached(&on_b)), (&json!("b!"), json!(false)));
+    let again = server.execute_in("a", code).await;
+    assert_eq!((again.value(), cached(&again)), (&json!("a!"), json!("l1")));
+}
+
+#[tokio::test]
+async fn a_hit_applies_the_state_the_call_committed() {
+    let server = Server::start().await;
+    let code = "mcp.state.n = (mcp.state.n ?? 0) + 1; return mcp.state.n";
+    let run = server.execute_in("s1", code).await;
+    assert_eq!((run.value(), cached(&run)), (&json!(1), json!(false)));
+    // A fresh session has the same (empty) state before the call: a hit, with its state.
+    let hit = server.execute_in("s2", code).await;
+    assert_eq!((hit.value(), cached(&hit)), (&json!(1), json!("l1")));
+    let state = server.execute_in("s2", "JSON.stringify(mcp.state)").await;
+    assert_eq!(state.value(), &json!("{\"n\":1}"), "{}", state.text());
+    // From n = 1 the call has not run yet: a miss, and then 2.
+    let next = server.execute_in("s2", code).await;
+    assert_eq!((next.value(), cached(&next)), (&json!(2), json!(false)));
+}
+
+#[tokio::test]
+async fn clocks_randomness_timers_and_errors_are_never_cached() {
+    let server = Server::start().await;
+    for code in [
+        "return Date.now() > 0",
+        "return new Date().getFullYear() > 2000",
+        "return Math.random() < 2",
+        "await new Promise(r => setTimeout(r, 1)); return 1",
+        "throw new Error('no')",
+    ] {
+        for _ in 0..2 {
+            let result = server.execute(code).await;
+            assert_eq!(cached(&result), json!(false), "{code}: {}", result.text());
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_cache_option_turns_the_cache_off_or_refreshes_an_entry() {
+    let server = Server::start().await;
+    let code = "return 40 + 2";
+    for _ in 0..2 {
+        let off = server
+            .execute_with(json!({"code": code, "cache": "off"}))
+            .await;
+        assert_eq!((off.value(), cached(&off)), (&json!(42), json!(false)));
+    }
+    let refreshed = server
+        .execute_with(json!({"code": code, "cache": "refresh"}))
+        .await;
+    assert_eq!(cached(&refreshed), json!(false));
+    let hit = server.execute(code).await;
+    assert_eq!(cached(&hit), json!("l1"));
+    let bad = server
+        .execute_with(json!({"code": code, "cache": "sometimes"}))
+        .await;
+    assert_eq!(bad.error_name(), "ArgumentError");
+    bad.assert_message_contains(&["cache", "sometimes"]);
+}
+
+#[tokio::test]
+async fn a_second_replica_sharing_redis_hits_in_l2() {
+    let prefix = unique_prefix();
+    let (a, b) = tokio::join!(
+        Server::start_redis(&prefix, &[]),
+        Server::start_redis(&prefix, &[])
+    );
+    let code = "return 'shared'.repeat(3)";
+    let run = a.execute(code).await;
+    assert_eq!(cached(&run), json!(false), "{}", run.text());
+    let hit = b.execute(code).await;
+    assert_eq!(
+        (hit.value(), cached(&hit)),
+        (&json!("sharedsharedshared"), json!("l2"))
+    );
+    let again = b.execute(code).await;
+    assert_eq!(cached(&again), json!("l1"));
+}
