@@ -6,7 +6,9 @@
 //! - the footprint of a hibernated session in Redis (`MEMORY USAGE` of its keys) beyond its
 //!   state;
 //! - the supervisor's RSS with 1,000 sessions opened and then hibernated (memory store);
-//! - `await skills.f(x)` against the same code inline.
+//! - `await skills.f(x)` against the same code inline;
+//! - a deterministic `execute` answered from the L1 result cache, against the same call run
+//!   and against MCP `ping` on the same connection.
 //!
 //! ```text
 //! cargo build --bins && cargo bench -p mcpk-tests --bench sessions --profile dev
@@ -86,6 +88,10 @@ async fn run() -> anyhow::Result<()> {
     let (skill, inline) = skill_rows().await?;
     rows.push(("await skills.sumTo(1000)", skill));
     rows.push(("the same loop inline", inline));
+    let (cached, uncached, ping) = cache_rows().await?;
+    rows.push(("execute, answered from the L1 cache", cached));
+    rows.push(("the same execute with cache: off", uncached));
+    rows.push(("MCP ping on the same connection", ping));
 
     println!();
     println!(
@@ -169,6 +175,38 @@ async fn skill_rows() -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
         ensure!(result.value() == &json!(499_500), "{}", result.text());
     }
     Ok((skill, inline))
+}
+
+/// A deterministic `execute` answered from L1, the same call run (`cache: off`), and `ping`.
+async fn cache_rows() -> anyhow::Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
+    let server = Server::start().await;
+    let code = "return [3, 1, 2].sort().map(n => n * 2)";
+    check(&server.execute(code).await)?;
+    let (mut cached, mut uncached, mut ping) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..SAMPLES * 5 {
+        let started = Instant::now();
+        let result = server.execute(code).await;
+        cached.push(started.elapsed());
+        ensure!(
+            result
+                .structured_content
+                .as_ref()
+                .map(|s| s["cached"].clone())
+                == Some(json!("l1")),
+            "not a cache hit: {}",
+            result.text()
+        );
+        let started = Instant::now();
+        let result = server
+            .execute_with(json!({"code": code, "cache": "off"}))
+            .await;
+        uncached.push(started.elapsed());
+        check(&result)?;
+        let started = Instant::now();
+        server.ping().await;
+        ping.push(started.elapsed());
+    }
+    Ok((cached, uncached, ping))
 }
 
 /// Bytes Redis uses for one hibernated session with a small state, beyond the state itself.
