@@ -40,6 +40,13 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run())
 }
 
+/// Runs `code` in `session` with the result cache off: these rows measure runs, not hits.
+async fn run_in(server: &Server, session: &str, code: &str) -> rmcp::model::CallToolResult {
+    server
+        .execute_with(json!({"code": code, "session": session, "cache": "off"}))
+        .await
+}
+
 fn check(result: &rmcp::model::CallToolResult) -> anyhow::Result<()> {
     ensure!(!result.is_error(), "call failed: {}", result.text());
     Ok(())
@@ -119,21 +126,21 @@ async fn restore_rows(flags: &[&str]) -> anyhow::Result<(Vec<Duration>, Vec<Dura
     let mut all = vec!["--max-live-sessions", "1", "--warm-workers", "8"];
     all.extend_from_slice(flags);
     let server = Server::start_with(&all).await;
-    let size = server.execute_in("big", &big_state(rows())).await;
+    let size = run_in(&server, "big", &big_state(rows())).await;
     check(&size)?;
     println!("state of `big`: {} bytes of JSON rows", size.value());
     let mut hibernated = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
-        check(&server.execute_in("other", "1").await)?;
+        check(&run_in(&server, "other", "1").await)?;
         let started = Instant::now();
-        let result = server.execute_in("big", "return 1").await;
+        let result = run_in(&server, "big", "return 1").await;
         hibernated.push(started.elapsed());
         check(&result)?;
     }
     let mut live = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        let result = server.execute_in("big", "return 1").await;
+        let result = run_in(&server, "big", "return 1").await;
         live.push(started.elapsed());
         check(&result)?;
     }
@@ -160,16 +167,16 @@ async fn skill_rows() -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     let mut skill = Vec::with_capacity(SAMPLES);
     let mut inline = Vec::with_capacity(SAMPLES);
     for _ in 0..10 {
-        check(&server.execute("return skills.sumTo(1000)").await)?;
+        check(&run_in(&server, "default", "return skills.sumTo(1000)").await)?;
     }
     for _ in 0..SAMPLES {
         let started = Instant::now();
-        let result = server.execute("return skills.sumTo(1000)").await;
+        let result = run_in(&server, "default", "return skills.sumTo(1000)").await;
         skill.push(started.elapsed());
         ensure!(result.value() == &json!(499_500), "{}", result.text());
         let started = Instant::now();
         let result = server
-            .execute("let s = 0; for (let i = 0; i < 1000; i++) s += i; return s")
+            .execute_with(json!({"code": "let s = 0; for (let i = 0; i < 1000; i++) s += i; return s", "cache": "off"}))
             .await;
         inline.push(started.elapsed());
         ensure!(result.value() == &json!(499_500), "{}", result.text());
@@ -213,8 +220,8 @@ async fn cache_rows() -> anyhow::Result<(Vec<Duration>, Vec<Duration>, Vec<Durat
 async fn footprint(prefix: &str) -> anyhow::Result<()> {
     let url = redis_url();
     let server = Server::start_redis(prefix, &["--max-live-sessions", "1"]).await;
-    check(&server.execute_in("tiny", "mcp.state.n = 1; 1").await)?;
-    check(&server.execute_in("other", "1").await)?;
+    check(&run_in(&server, "tiny", "mcp.state.n = 1; 1").await)?;
+    check(&run_in(&server, "other", "1").await)?;
     drop(server);
     let store = mcpk_session::Store::redis(
         &url,
@@ -245,12 +252,12 @@ async fn many_sessions() -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..MANY_SESSIONS {
         check(
-            &server
-                .execute_in(
-                    &format!("s{i}"),
-                    "mcp.state.n = 1; mcp.state.note = 'hello'; 1",
-                )
-                .await,
+            &run_in(
+                &server,
+                &format!("s{i}"),
+                "mcp.state.n = 1; mcp.state.note = 'hello'; 1",
+            )
+            .await,
         )?;
     }
     let elapsed = started.elapsed();
