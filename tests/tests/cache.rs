@@ -147,3 +147,36 @@ async fn a_second_replica_sharing_redis_hits_in_l2() {
     let again = b.execute(code).await;
     assert_eq!(cached(&again), json!("l1"));
 }
+
+#[tokio::test]
+async fn a_read_only_tool_call_is_cached_and_any_other_tool_call_is_not() {
+    let dir = mcpk_tests::upstream::TempDir::new("cache-tools");
+    let config = mcpk_tests::upstream::write_config(
+        &dir,
+        json!({"fixture": mcpk_tests::upstream::fixture_entry(&[])}),
+    );
+    let server = Server::start_with_upstreams(&config, &[], &[], &["fixture"]).await;
+    // `echo` is annotated readOnlyHint: true.
+    let code = "return (await servers.fixture.echo({value: 7})).value";
+    let run = server.execute(code).await;
+    assert_eq!(
+        (run.value(), cached(&run)),
+        (&json!(7), json!(false)),
+        "{}",
+        run.text()
+    );
+    let hit = server.execute(code).await;
+    assert_eq!((hit.value(), cached(&hit)), (&json!(7), json!("l1")));
+    // `stderr_flood` is not read-only: every call runs it.
+    for _ in 0..2 {
+        let result = server
+            .execute("return await servers.fixture.stderr_flood({bytes: 0})")
+            .await;
+        assert_eq!(
+            (result.value(), cached(&result)),
+            (&json!({"written": 0}), json!(false)),
+            "{}",
+            result.text()
+        );
+    }
+}
