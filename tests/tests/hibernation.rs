@@ -1,6 +1,7 @@
-//! Idle TTL, hibernation and expiry with paused tokio time: the server runs in this process
-//! (`mcpk_api::run` over an in-memory pipe, the embedded memory store), its workers are the
-//! real `mcp-kernel worker` processes, and the test advances the clock instead of sleeping.
+//! Idle TTL, hibernation, expiry and the read-only cache TTL with paused tokio time: the server
+//! runs in this process (`mcpk_api::run` over an in-memory pipe, the embedded memory store),
+//! its workers are the real `mcp-kernel worker` processes, and the test advances the clock
+//! instead of sleeping.
 //!
 //! Time is paused only while no call runs and no worker is starting, so no deadline fires
 //! early; the sweeper and the store's expiry are what the advances drive.
@@ -26,7 +27,12 @@ async fn start() -> InProcess {
 }
 
 async fn start_with_idle_ttl(idle_ttl: Duration) -> InProcess {
+    start_with(idle_ttl, None).await
+}
+
+async fn start_with(idle_ttl: Duration, upstreams: Option<std::path::PathBuf>) -> InProcess {
     let mut config = mcpk_api::ServeConfig::default();
+    config.upstream_config = upstreams;
     config.worker_exe = binary_path();
     config.warm_workers = 0;
     config.idle_ttl = idle_ttl;
@@ -194,6 +200,44 @@ async fn a_session_is_never_hibernated_while_a_call_runs_on_it() {
         workers(),
         vec![worker],
         "the running session kept its worker"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_only_tool_answer_is_cached_for_the_read_only_ttl_only() {
+    let _serial = SERIAL.lock().await;
+    let dir = mcpk_tests::upstream::TempDir::new("readonly-ttl");
+    let upstreams = mcpk_tests::upstream::write_config(
+        &dir,
+        json!({"fixture": mcpk_tests::upstream::fixture_entry(&[])}),
+    );
+    let server = start_with(IDLE_TTL, Some(upstreams)).await;
+    let call = json!({"code": "return (await servers.fixture.echo({value: 1})).value"});
+    let cached = |result: &rmcp::model::CallToolResult| {
+        result
+            .structured_content
+            .as_ref()
+            .map_or(Value::Null, |s| s["cached"].clone())
+    };
+    let run = server.execute(call.clone()).await;
+    assert_eq!(
+        (run.value(), cached(&run)),
+        (&json!(1), json!(false)),
+        "{}",
+        run.text()
+    );
+    advance(Duration::from_secs(59)).await;
+    let hit = server.execute(call.clone()).await;
+    assert_eq!((hit.value(), cached(&hit)), (&json!(1), json!("l1")));
+    // 60 s after the run the entry has expired: the call runs again.
+    advance(Duration::from_secs(1)).await;
+    let expired = server.execute(call).await;
+    assert_eq!(
+        (expired.value(), cached(&expired)),
+        (&json!(1), json!(false)),
+        "{}",
+        expired.text()
     );
     server.stop().await;
 }
