@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use mcpk_kernel::{
     CallError, CallOutcome, CommittedState, ErrorKind, KernelConfig, LogEntry, LogLevel,
-    SkillLibrary, SkillSource, Worker, WorkerPool,
+    SkillLibrary, SkillSource, StateDelta, Worker, WorkerPool,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -714,13 +714,7 @@ impl Shared {
                 self.config.readonly_tool_ttl,
             )
             .map(|(ttl, vary)| {
-                let entry_key = cached::entry_key(
-                    base,
-                    vary,
-                    &inner.state,
-                    lease.skills_version,
-                    &self.tools.catalog_version(),
-                );
+                let entry_key = self.entry_key(base, vary, &inner.state, lease);
                 let entry = Entry {
                     result: value.json.clone(),
                     truncated_from_bytes: value.truncated_from_bytes,
@@ -732,24 +726,9 @@ impl Shared {
             }),
             _ => None,
         };
-        let mut meta = inner.meta.clone();
-        meta.last_used_ms = unix_ms();
-        let committed = match execution.state_delta {
-            Some(delta) => {
-                let mut state = inner.state.clone();
-                state.apply(delta.clone());
-                meta.state_bytes = state.json_bytes() as u64;
-                meta.generation += 1;
-                match self.store.finish(key, lease, Some(&delta), &meta).await {
-                    Ok(()) => {
-                        inner.state = state;
-                        Ok(())
-                    }
-                    Err(error) => Err(error),
-                }
-            }
-            None => self.store.finish(key, lease, None, &meta).await,
-        };
+        let committed = self
+            .commit(key, inner, lease, execution.state_delta.as_ref())
+            .await;
         *released = committed.is_ok();
         if let Err(error) = committed {
             // The worker holds state the store refused: stop it, so the next call restores
@@ -757,7 +736,6 @@ impl Shared {
             tracing::warn!(session = %key.name, %error, "commit to the store failed; the call is rolled back");
             return Err(error.into());
         }
-        inner.meta = meta;
         if !execution.worker_lost {
             inner.worker = Some(worker);
         }
@@ -774,6 +752,50 @@ impl Shared {
         })
     }
 
+    /// Writes the end of a call to the store (its state `delta`, or only its use) and releases
+    /// the lease; on success the session takes the new state and metadata, on failure it
+    /// keeps both as they were.
+    async fn commit(
+        &self,
+        key: &SessionKey,
+        inner: &mut SessionInner,
+        lease: &Lease,
+        delta: Option<&StateDelta>,
+    ) -> Result<(), StoreError> {
+        let mut meta = inner.meta.clone();
+        meta.last_used_ms = unix_ms();
+        let state = delta.map(|delta| {
+            let mut state = inner.state.clone();
+            state.apply(delta.clone());
+            meta.state_bytes = state.json_bytes() as u64;
+            meta.generation += 1;
+            state
+        });
+        self.store.finish(key, lease, delta, &meta).await?;
+        if let Some(state) = state {
+            inner.state = state;
+        }
+        inner.meta = meta;
+        Ok(())
+    }
+
+    /// Where the entry of `base` lives for a call on `state` under `lease`.
+    fn entry_key(
+        &self,
+        base: &mcpk_cache::CacheKey,
+        vary: cached::Vary,
+        state: &CommittedState,
+        lease: &Lease,
+    ) -> mcpk_cache::CacheKey {
+        cached::entry_key(
+            base,
+            vary,
+            state,
+            lease.skills_version,
+            &self.tools.catalog_version(),
+        )
+    }
+
     /// The cached entry for this call in this session's present state, if any.
     async fn cached_entry(
         &self,
@@ -783,13 +805,7 @@ impl Shared {
     ) -> Option<(Entry, mcpk_cache::Tier)> {
         let (vary, _) = self.cache.get(&cached::vary_key(base)).await?;
         let vary: cached::Vary = serde_json::from_slice(&vary).ok()?;
-        let entry_key = cached::entry_key(
-            base,
-            vary,
-            &inner.state,
-            lease.skills_version,
-            &self.tools.catalog_version(),
-        );
+        let entry_key = self.entry_key(base, vary, &inner.state, lease);
         let (entry, tier) = self.cache.get(&entry_key).await?;
         let entry: Entry = serde_json::from_slice(&entry).ok()?;
         Some((entry, tier))
@@ -822,23 +838,12 @@ impl Shared {
         entry: Entry,
         tier: mcpk_cache::Tier,
     ) -> Result<Answer, SessionError> {
-        let mut meta = inner.meta.clone();
-        meta.last_used_ms = unix_ms();
-        match &entry.delta {
-            Some(delta) => {
-                let mut state = inner.state.clone();
-                state.apply(delta.clone());
-                meta.state_bytes = state.json_bytes() as u64;
-                meta.generation += 1;
-                self.store.finish(key, lease, Some(delta), &meta).await?;
-                inner.state = state;
-                // The worker still holds the old state: the next run restores the new one.
-                inner.worker = None;
-            }
-            None => self.store.finish(key, lease, None, &meta).await?,
-        }
+        self.commit(key, inner, lease, entry.delta.as_ref()).await?;
         *released = true;
-        inner.meta = meta;
+        if entry.delta.is_some() {
+            // The worker still holds the old state: the next run restores the new one.
+            inner.worker = None;
+        }
         Ok(Answer {
             outcome: CallOutcome {
                 result: Ok(mcpk_kernel::CallValue {
