@@ -477,6 +477,39 @@ async fn new_function_of_deeply_nested_source_throws_range_error() {
 }
 
 #[tokio::test]
+async fn a_chain_of_200k_proxies_throws_range_error() {
+    // Each link forwards [[Get]] to its target natively; Node throws a RangeError too.
+    range_error_on_the_same_worker(
+        "let p = {x: 1}; for (let i = 0; i < 200000; i++) p = new Proxy(p, {}); \
+         try { return p.x === 1 ? 'no error' : 'wrong'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn nesting_as_deep_as_node_allows_works() {
+    // Node 20's limits, measured with `node -e` by bisection: 1,638 nested parentheses in
+    // `eval`, 2,009 nested array literals, 3,210 levels for `String()` of arrays and 4,173 for
+    // `JSON.stringify`. The worker's stack (`RLIMIT_STACK`, see kernel/src/sandbox.rs) lets
+    // agent code go at least as deep; with the 8 MiB default it stopped at about 150 brackets.
+    let server = Server::start().await;
+    let depth = 1_500;
+    let code = format!(
+        "const inline = {open}1{close}; \
+         const viaEval = eval('('.repeat({depth}) + '2' + ')'.repeat({depth})); \
+         const lit = eval('['.repeat({depth}) + ']'.repeat({depth})); \
+         let d = [1]; for (let i = 0; i < 3000; i++) d = [d]; \
+         let e = []; for (let i = 0; i < 4000; i++) e = [e]; \
+         return [inline, viaEval, Array.isArray(lit), String(d), JSON.stringify(e).length];",
+        open = "(".repeat(depth),
+        close = ")".repeat(depth),
+    );
+    let result = server.execute(&code).await;
+    assert!(!result.is_error(), "{}", result.text());
+    assert_eq!(result.value(), &json!([1, 2, true, "1", 8002]));
+}
+
+#[tokio::test]
 async fn moderately_nested_data_still_works() {
     // Real data and code nest a few levels; these depths stay well inside the stack bound.
     let server = Server::start().await;

@@ -49,6 +49,8 @@ async fn every_worker_runs_confined() {
         assert_eq!(limit("Max core file size"), ["0", "0"]);
         assert_eq!(limit("Max file size"), ["0", "0"]);
         assert_eq!(limit("Max open files"), ["64", "64"]);
+        // A quarter of memory_mib for JavaScript's native stack (kernel/src/sandbox.rs).
+        assert_eq!(limit("Max stack size"), ["52428800", "52428800"], "50 MiB");
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         assert_eq!(environ, b"MALLOC_ARENA_MAX=1\0", "worker {pid} environment");
     }

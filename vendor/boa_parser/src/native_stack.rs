@@ -8,14 +8,33 @@
 //! at which any check ran on this thread has grown by more than [`BUDGET_BYTES`].
 //!
 //! Measuring bytes rather than counting levels keeps the bound right whatever the frame sizes
-//! of a build are. The budget assumes the checks run on a thread with at least 8 MiB of stack
-//! (the Linux main-thread default, where mcp-kernel's worker runs JavaScript): it leaves half
-//! of it for the frames above the first check and for the work between two checks.
+//! of a build are. The default budget, [`BUDGET_BYTES`], assumes the checks run on a thread
+//! with at least 8 MiB of stack (the Linux main-thread default): it leaves half of it for the
+//! frames above the first check and for the work between two checks. A program that gives its
+//! thread a larger stack (mcp-kernel's worker raises `RLIMIT_STACK` for its main thread, where
+//! it runs JavaScript) sets a larger budget with [`set_budget_bytes`].
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Stack, in bytes, that recursion between checks may use below the highest check seen.
+/// Default stack, in bytes, that recursion between checks may use below the highest check seen.
 pub const BUDGET_BYTES: usize = 4 * 1024 * 1024;
+
+/// The budget in force, in bytes; [`BUDGET_BYTES`] until [`set_budget_bytes`] changes it.
+static BUDGET: AtomicUsize = AtomicUsize::new(BUDGET_BYTES);
+
+/// Sets the stack, in bytes, that recursion may use below the highest check seen, for every
+/// thread. The caller must leave enough stack beyond it for the frames above the first check
+/// and the work between two checks (a few MiB).
+pub fn set_budget_bytes(bytes: usize) {
+    BUDGET.store(bytes, Ordering::Relaxed);
+}
+
+/// The budget in force, in bytes.
+#[must_use]
+pub fn budget_bytes() -> usize {
+    BUDGET.load(Ordering::Relaxed)
+}
 
 /// The message of the error a check failure becomes (V8's words).
 pub const MESSAGE: &str = "Maximum call stack size exceeded";
@@ -37,7 +56,7 @@ pub fn exhausted() -> bool {
             highest.set(here);
             false
         } else {
-            top - here > BUDGET_BYTES
+            top - here > BUDGET.load(Ordering::Relaxed)
         }
     })
 }
