@@ -74,3 +74,45 @@ async fn a_resolved_thenable_is_adopted_after_one_job() {
     let expected: Value = json!(["sync", "then called", "p1", "value 7", "p2"]);
     assert_eq!(result.value(), &expected);
 }
+
+#[tokio::test]
+async fn a_rejection_the_code_never_handles_is_logged_as_an_error() {
+    let server = Server::start().await;
+    // Two forgotten rejections (one from a host call that fails), one handled late (not
+    // reported: a handler was attached before the call ended), and the call itself succeeds.
+    let result = server
+        .execute(
+            "Promise.reject(new TypeError('forgotten')); \
+             servers.no_such_server.some_tool({}); \
+             const late = Promise.reject(new Error('handled later')); \
+             await null; \
+             try { await late; } catch (e) {} \
+             return 'done';",
+        )
+        .await;
+    assert!(!result.is_error(), "{}", result.text());
+    assert_eq!(result.value(), &json!("done"));
+    let logs = result.logs();
+    let errors: Vec<&str> = logs
+        .iter()
+        .filter(|(level, _)| level == "error")
+        .map(|(_, message)| message.as_str())
+        .collect();
+    assert_eq!(errors.len(), 2, "{logs:?}");
+    assert_eq!(errors[0], "Uncaught (in promise) TypeError: forgotten");
+    assert!(
+        errors[1].starts_with("Uncaught (in promise) ") && errors[1].contains("no_such_server"),
+        "{logs:?}"
+    );
+    assert!(
+        !logs.iter().any(|(_, m)| m.contains("handled later")),
+        "{logs:?}"
+    );
+
+    // A failing call reports its own error once, not as an unhandled rejection too; the
+    // tracker starts empty on the next call.
+    let failed = server.execute("throw new RangeError('mine')").await;
+    assert!(failed.is_error());
+    assert_eq!(failed.error_name(), "RangeError");
+    assert!(failed.logs().is_empty(), "{:?}", failed.logs());
+}

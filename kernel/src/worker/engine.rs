@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use boa_engine::builtins::promise::PromiseState;
+use boa_engine::builtins::promise::{OperationType, Promise, PromiseState};
 use boa_engine::object::builtins::{JsArray, JsFunction, JsPromise};
 use boa_engine::property::Attribute;
 use boa_engine::{
@@ -100,6 +100,10 @@ enum Abort {
 pub(crate) struct Engine {
     context: Context,
     executor: Rc<Executor>,
+    hooks: Rc<SealedHooks>,
+    /// The promise of the call that is running (its rejection is the call's error, not an
+    /// unhandled rejection).
+    call_promise: Option<JsObject>,
     limits: WorkerLimits,
     serialize: JsFunction,
     describe: JsFunction,
@@ -208,11 +212,54 @@ fn js_string_array(items: &[&str], context: &mut Context) -> JsArray {
 /// Host hooks for a worker under seccomp, which may open no file: local time is UTC (Boa's
 /// default reads `/etc/localtime` on every local-time conversion). Dynamic `import()` is refused
 /// by `IdleModuleLoader` for the same reason (the default loader opens files under the cwd).
-struct SealedHooks;
+///
+/// Also the host's promise rejection tracker (ECMAScript `HostPromiseRejectionTracker`): the
+/// promises rejected with no handler during the current call, so that a rejection the code
+/// never awaits (`mcp.tools.call(...)` without `await`) is reported in the call's logs instead
+/// of vanishing, as Node reports it on stderr.
+#[derive(Default)]
+struct SealedHooks {
+    /// Rejected promises with no handler yet, oldest first; at most
+    /// [`MAX_TRACKED_REJECTIONS`], beyond which only `untracked` counts them.
+    unhandled: RefCell<Vec<JsObject<Promise>>>,
+    /// Rejections with no handler that did not fit in `unhandled` during this call.
+    untracked: Cell<usize>,
+}
+
+/// Unhandled rejections remembered per call, each reported by one log line; the rest are
+/// counted in one closing line.
+const MAX_TRACKED_REJECTIONS: usize = 32;
+
+impl SealedHooks {
+    /// The promises still rejected without a handler, and how many more there were; resets
+    /// the tracker for the next call.
+    fn take_unhandled(&self) -> (Vec<JsObject<Promise>>, usize) {
+        (
+            std::mem::take(&mut *self.unhandled.borrow_mut()),
+            self.untracked.replace(0),
+        )
+    }
+}
 
 impl boa_engine::context::HostHooks for SealedHooks {
     fn local_timezone_offset_seconds(&self, _unix_time_seconds: i64) -> i32 {
         0
+    }
+
+    fn promise_rejection_tracker(
+        &self,
+        promise: &JsObject<Promise>,
+        operation: OperationType,
+        _context: &mut Context,
+    ) {
+        let mut unhandled = self.unhandled.borrow_mut();
+        match operation {
+            OperationType::Reject if unhandled.len() < MAX_TRACKED_REJECTIONS => {
+                unhandled.push(promise.clone());
+            }
+            OperationType::Reject => self.untracked.set(self.untracked.get() + 1),
+            OperationType::Handle => unhandled.retain(|p| !JsObject::equals(p, promise)),
+        }
     }
 }
 
@@ -220,9 +267,10 @@ impl Engine {
     /// Builds the Context and the globals agent code sees.
     pub(crate) fn new(limits: WorkerLimits, stop_reading_stdin: bool) -> JsResult<Self> {
         let executor = Rc::new(Executor::default());
+        let hooks = Rc::new(SealedHooks::default());
         let mut context = Context::builder()
             .job_executor(executor.clone())
-            .host_hooks(Rc::new(SealedHooks))
+            .host_hooks(hooks.clone())
             .module_loader(Rc::new(boa_engine::module::IdleModuleLoader))
             .build()?;
         let emit = NativeFunction::from_fn_ptr(emit).to_js_function(context.realm());
@@ -287,6 +335,8 @@ impl Engine {
             take_effects: func(&api, "takeEffects", &mut context)?,
             context,
             executor,
+            hooks,
+            call_promise: None,
             limits,
             committed_sizes: HashMap::new(),
             committed_sum: 0,
@@ -433,6 +483,9 @@ impl Engine {
         let outcome = self.run(code, inbound).await;
         // Host calls still in flight belong to this call only; drop them.
         CALL.with(|c| c.pending.borrow_mut().clear());
+        if !matches!(outcome, Err(RunError::Abort(Abort::Channel))) {
+            self.report_unhandled_rejections();
+        }
         let reply = match outcome {
             Ok(PromiseState::Fulfilled(value)) => self.commit(id, &value),
             Ok(PromiseState::Rejected(reason)) => {
@@ -496,6 +549,7 @@ impl Engine {
             None => JsPromise::resolve(value, &mut self.context)
                 .map_err(|e| RunError::Abort(Abort::Engine(e)))?,
         };
+        self.call_promise = Some(JsObject::from(promise.clone()));
         self.run_to_completion(inbound)
             .await
             .map_err(RunError::Abort)?;
@@ -560,6 +614,40 @@ impl Engine {
                 let (name, message, _) = self.describe(&reason);
                 Err(format!("{name}: {message}"))
             }
+        }
+    }
+
+    /// Logs, at level `error`, each promise of this call still rejected with no handler
+    /// (`Uncaught (in promise) Name: message`, Chrome's words), except the call's own promise,
+    /// whose rejection is the call's error. Goes through the call's `max_log_bytes` like
+    /// `console.error`.
+    fn report_unhandled_rejections(&mut self) {
+        let call_promise = self.call_promise.take();
+        let (unhandled, untracked) = self.hooks.take_unhandled();
+        for promise in unhandled {
+            let promise = promise.upcast();
+            if call_promise
+                .as_ref()
+                .is_some_and(|p| JsObject::equals(p, &promise))
+            {
+                continue;
+            }
+            let Ok(promise) = JsPromise::from_object(promise) else {
+                continue;
+            };
+            if let PromiseState::Rejected(reason) = promise.state() {
+                let (name, message, _) = self.describe(&reason);
+                push_log(
+                    LogLevel::Error,
+                    format!("Uncaught (in promise) {name}: {message}"),
+                );
+            }
+        }
+        if untracked > 0 {
+            push_log(
+                LogLevel::Error,
+                format!("Uncaught (in promise): {untracked} more rejections with no handler"),
+            );
         }
     }
 
@@ -995,7 +1083,13 @@ fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<J
         Some("debug") => LogLevel::Debug,
         _ => LogLevel::Log,
     };
-    let mut message = args.get(1).map(js_to_string).unwrap_or_default();
+    push_log(level, args.get(1).map(js_to_string).unwrap_or_default());
+    Ok(JsValue::undefined())
+}
+
+/// Sends one log line of the current call, within its `max_log_bytes`: the line is cut at the
+/// limit and one visible marker says that later output was dropped.
+fn push_log(level: LogLevel, mut message: String) {
     CALL.with(|c| {
         if c.log_truncated.get() {
             return;
@@ -1023,7 +1117,6 @@ fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<J
         );
         outbound::push(&FromWorker::Log { id, entry: LogEntry { level: LogLevel::Warn, message: marker } });
     });
-    Ok(JsValue::undefined())
 }
 
 /// `parseJson(text)`: `[value, escaped]`, the value of committed JSON text as fresh objects
