@@ -68,6 +68,39 @@ async fn a_throw_rolls_state_back_and_says_so() {
 }
 
 #[tokio::test]
+async fn an_error_in_a_call_that_never_wrote_state_does_not_mention_a_rollback() {
+    let server = Server::start().await;
+    server.execute("mcp.state.n = 1").await;
+    let result = server
+        .execute("const n = mcp.state.n; throw new Error('read only ' + n)")
+        .await;
+    assert_eq!(result.error_name(), "Error");
+    assert_eq!(result.error_message(), "read only 1");
+}
+
+#[tokio::test]
+async fn a_stack_names_the_users_lines_and_columns_and_not_the_wrapper() {
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "function inner(x) {\n  return x.missing.field;\n}\nconst f = () => inner({});\nf()",
+        )
+        .await;
+    assert_eq!(result.error_name(), "TypeError");
+    let stack = result.error()["stack"].as_str().expect("a stack");
+    let frames: Vec<&str> = stack.lines().map(str::trim).collect();
+    // Line and column of each frame as the user wrote them: `f()` is the last line, which
+    // the kernel turned into `return f()`, and the wrapper's own frame is gone.
+    assert_eq!(frames.len(), 3, "{stack}");
+    assert!(frames[0].starts_with("at inner (code:2:"), "{stack}");
+    assert!(frames[1].starts_with("at f (code:4:"), "{stack}");
+    assert!(
+        frames[2] == "at <main> (code:5:1)" || frames[2] == "at <main> (code:5:2)",
+        "{stack}"
+    );
+}
+
+#[tokio::test]
 async fn a_rejected_await_rolls_state_back() {
     let server = Server::start().await;
     server.execute("mcp.state.n = 1").await;

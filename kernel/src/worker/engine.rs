@@ -104,6 +104,8 @@ pub(crate) struct Engine {
     /// The promise of the call that is running (its rejection is the call's error, not an
     /// unhandled rejection).
     call_promise: Option<JsObject>,
+    /// How positions in the running call's wrapped script map to the user's code.
+    positions: shape::Positions,
     limits: WorkerLimits,
     serialize: JsFunction,
     describe: JsFunction,
@@ -337,6 +339,7 @@ impl Engine {
             executor,
             hooks,
             call_promise: None,
+            positions: shape::Positions::default(),
             limits,
             committed_sizes: HashMap::new(),
             committed_sum: 0,
@@ -490,6 +493,7 @@ impl Engine {
             Ok(PromiseState::Fulfilled(value)) => self.commit(id, &value),
             Ok(PromiseState::Rejected(reason)) => {
                 let (name, message, stack) = self.describe(&reason);
+                let stack = stack.map(|s| self.positions.map_stack(&s));
                 self.fail(id, ErrorKind::Js(name), message, stack, false)
             }
             Ok(PromiseState::Pending) => self.fail(
@@ -533,11 +537,16 @@ impl Engine {
     }
 
     async fn run(&mut self, code: &str, inbound: &mut Inbound) -> Result<PromiseState, RunError> {
-        let source =
+        let wrapped =
             shape::wrap(code, self.context.interner_mut()).map_err(RunError::SyntaxMessage)?;
-        let script =
-            boa_engine::Script::parse(Source::from_bytes(&source), None, &mut self.context)
-                .map_err(RunError::Syntax)?;
+        self.positions = wrapped.positions;
+        let path = std::path::Path::new(shape::CODE_PATH);
+        let script = boa_engine::Script::parse(
+            Source::from_bytes(&wrapped.source).with_path(path),
+            None,
+            &mut self.context,
+        )
+        .map_err(RunError::Syntax)?;
         let value = script
             .evaluate(&mut self.context)
             .map_err(|e| RunError::Abort(Abort::Engine(e)))?;
@@ -894,7 +903,8 @@ impl Engine {
         })
     }
 
-    /// Rolls `mcp.state` back and builds the `Failed` frame.
+    /// Rolls `mcp.state` back and builds the `Failed` frame; its message says that the state
+    /// was rolled back only when the call had written to it.
     fn fail(
         &mut self,
         id: u64,
@@ -904,6 +914,7 @@ impl Engine {
         poisoned: bool,
     ) -> FromWorker {
         self.executor.clear();
+        let written = self.state_access().written;
         let restored = self
             .discard_changes
             .call(&JsValue::undefined(), &[], &mut self.context)
@@ -912,7 +923,11 @@ impl Engine {
             id,
             error: CallError {
                 kind,
-                message: format!("{message} {ROLLED_BACK}"),
+                message: if written {
+                    format!("{message} {ROLLED_BACK}")
+                } else {
+                    message
+                },
                 stack: stack.map(shorten_stack),
             },
             poisoned: poisoned || !restored,

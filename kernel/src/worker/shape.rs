@@ -44,7 +44,7 @@ pub(crate) const SUFFIX: &str = "\n})()";
 /// # Errors
 /// The parser's message when `code` is not a valid async function body. It is checked on its
 /// own, so positions refer to the user's code and never to the wrapper.
-pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<String, String> {
+pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<Wrapped, String> {
     let parsed = parse(code, interner).map_err(|e| match e.to_string() {
         // Boa's words for running out of input; name the likely causes instead.
         m if m.starts_with("abrupt end") => {
@@ -56,17 +56,99 @@ pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<String, String
     let rewritten = last_expression_start(&parsed, code).map(|start| {
         let mut s = String::with_capacity(code.len() + 8);
         s.push_str(&code[..start]);
-        s.push_str("return ");
+        s.push_str(RETURN);
         s.push_str(&code[start..]);
-        s
+        (s, start)
     });
     // The rewrite must parse to the same statements with a `return` in the expression's
     // place; if a span were ever off, running the code unchanged (result `null`) beats
     // reporting a syntax error the user did not write.
-    let body = rewritten
-        .filter(|body| is_same_shape_with_return(body, statements, interner))
-        .unwrap_or_else(|| code.to_owned());
-    Ok(format!("{PREFIX}{body}{SUFFIX}"))
+    let (body, return_at) =
+        match rewritten.filter(|(body, _)| is_same_shape_with_return(body, statements, interner)) {
+            Some((body, start)) => (body, Some(position_of(code, start))),
+            None => (code.to_owned(), None),
+        };
+    Ok(Wrapped {
+        source: format!("{PREFIX}{body}{SUFFIX}"),
+        positions: Positions {
+            user_lines: code.split('\n').count(),
+            return_at,
+        },
+    })
+}
+
+/// The script [`wrap`] made of the user's code, and how to map its positions back.
+#[derive(Debug)]
+pub(crate) struct Wrapped {
+    /// The script text to evaluate.
+    pub(crate) source: String,
+    /// How positions in `source` relate to positions in the user's code.
+    pub(crate) positions: Positions,
+}
+
+/// How positions in a wrapped script relate to the user's code: the wrapper's prefix shifts
+/// line 1, an inserted `return ` shifts the rest of its line, and the wrapper's last line is
+/// not the user's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Positions {
+    /// Lines of the user's code; a frame below them is the wrapper's own call.
+    user_lines: usize,
+    /// The 1-based line and column (in characters) where `return ` was inserted.
+    return_at: Option<(usize, usize)>,
+}
+
+/// The script path user code runs under, which stack frames show (`at f (code:2:5)`).
+pub(crate) const CODE_PATH: &str = "code";
+
+impl Positions {
+    /// `stack` (Boa's `  at name (path:line:column)` lines) with frames in the user's code
+    /// given the positions the user wrote, and the wrapper's own frame removed. Other lines
+    /// (skills, `eval`, natives) are kept as they are.
+    pub(crate) fn map_stack(&self, stack: &str) -> String {
+        let mut out = Vec::new();
+        for line in stack.lines() {
+            match self.map_frame(line) {
+                Some(Some(mapped)) => out.push(mapped),
+                Some(None) => {}
+                None => out.push(line.to_owned()),
+            }
+        }
+        out.join("\n")
+    }
+
+    /// `None` for a line that is not a frame in the user's code; `Some(None)` for the
+    /// wrapper's frame, to drop; else the frame at the user's position.
+    fn map_frame(&self, line: &str) -> Option<Option<String>> {
+        let marker = format!("({CODE_PATH}:");
+        let open = line.rfind(&marker)?;
+        let rest = line[open + marker.len()..].strip_suffix(')')?;
+        let (row, column) = rest.split_once(':')?;
+        let (row, mut column): (usize, usize) = (row.parse().ok()?, column.parse().ok()?);
+        if row > self.user_lines {
+            return Some(None);
+        }
+        if row == 1 {
+            column = column.saturating_sub(PREFIX.len()).max(1);
+        }
+        if let Some((at_row, at_column)) = self.return_at
+            && row == at_row
+            && column > at_column
+        {
+            column = column.saturating_sub(RETURN.len()).max(at_column);
+        }
+        Some(Some(format!("{}{marker}{row}:{column})", &line[..open])))
+    }
+}
+
+/// What [`wrap`] inserts before the last expression statement.
+const RETURN: &str = "return ";
+
+/// 1-based line and column, in characters, of byte offset `at` in `code`.
+fn position_of(code: &str, at: usize) -> (usize, usize) {
+    let before = &code[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
 }
 
 fn parse(
@@ -169,8 +251,41 @@ mod tests {
     use super::*;
 
     fn body(code: &str) -> String {
-        let w = wrap(code, &mut Interner::default()).unwrap();
+        let w = wrap(code, &mut Interner::default()).unwrap().source;
         w[PREFIX.len()..w.len() - SUFFIX.len()].to_owned()
+    }
+
+    fn positions(code: &str) -> Positions {
+        wrap(code, &mut Interner::default()).unwrap().positions
+    }
+
+    #[test]
+    fn stack_frames_point_into_the_users_code_and_the_wrapper_frame_is_dropped() {
+        // Frames as Boa writes them for the wrapped script of this code.
+        let code = "function inner(x) {\n  return x.a.b;\n}\nconst f = () => inner({});\nf();";
+        let stack = "    at inner (code:2:12)\n    at f (code:4:22)\n    at <main> (code:5:9)\n    \
+                     at <main> (code:6:3)";
+        assert_eq!(
+            positions(code).map_stack(stack),
+            "    at inner (code:2:12)\n    at f (code:4:22)\n    at <main> (code:5:2)"
+        );
+        // Line 1 carries the wrapper's prefix; `return ` was inserted at column 12 here.
+        let code = "const x = f()";
+        assert_eq!(body(code), "const x = f()", "a declaration gets no return");
+        let code = "let y = 1; g(y)";
+        let at = PREFIX.len() + 13 + RETURN.len();
+        assert_eq!(
+            positions(code).map_stack(&format!("    at <main> (code:1:{at})")),
+            "    at <main> (code:1:13)"
+        );
+        // Columns before the insertion point only lose the prefix; other paths are kept.
+        let before = PREFIX.len() + 5;
+        assert_eq!(
+            positions(code).map_stack(&format!(
+                "    at <main> (code:1:{before})\n    at s (skills.s:1:40)\n    at <main> (eval at :1:2)"
+            )),
+            "    at <main> (code:1:5)\n    at s (skills.s:1:40)\n    at <main> (eval at :1:2)"
+        );
     }
 
     #[test]
