@@ -160,7 +160,9 @@ struct ServeArgs {
     max_host_calls_in_flight: usize,
     /// TEST ONLY: inject a fault into the kernel workers (`stop-reading-stdin`: workers
     /// never read stdin while a call runs; `hang-on-first-restore`: the first restore hangs;
-    /// `ignore-host-call-limit`: workers send host calls past --max-host-calls-in-flight).
+    /// `ignore-host-call-limit`: workers send host calls past --max-host-calls-in-flight;
+    /// `overflow-native-stack`: the code `/* overflow-native-stack */` overflows the worker's
+    /// native stack).
     #[arg(long, hide = true)]
     worker_fault: Option<mcpk_session::WorkerFault>,
 }

@@ -110,6 +110,11 @@ impl WorkerPool {
     /// ends when the last `Arc` is dropped.
     #[must_use]
     pub fn start(config: KernelConfig) -> Arc<Self> {
+        if let Err(e) = crate::sandbox::raise_stack_limit_for_workers(config.memory_mib) {
+            tracing::warn!(
+                "workers keep the inherited stack limit: {e}; a native stack overflow may show as SIGSEGV"
+            );
+        }
         let faults = Arc::new(Faults::new(config.worker_fault));
         let pool = Arc::new(Self {
             config,

@@ -75,6 +75,34 @@ pub(crate) fn worker_stack_bytes(memory_mib: u64) -> u64 {
 /// the 8 MiB default, as `boa_parser::native_stack::BUDGET_BYTES` assumes.
 pub(crate) const STACK_MARGIN_BYTES: u64 = 4 << 20;
 
+/// Raises the soft `RLIMIT_STACK` of the calling process (the supervisor) to
+/// [`worker_stack_bytes`] for `memory_mib`, never lowering it and never above the hard limit,
+/// so that workers inherit it at `exec`. Rust's runtime places the main thread's stack guard
+/// from the limit in force at `exec`; raised only later, by the worker itself, an overflow past
+/// the old guard was a bare `SIGSEGV` instead of Rust's "has overflowed its stack" report,
+/// which the supervisor turns into a clear error. The supervisor's own main thread may then
+/// grow as far, which it never needs.
+///
+/// # Errors
+/// `setrlimit` failing, which leaves the limit as it was.
+pub(crate) fn raise_stack_limit_for_workers(memory_mib: u64) -> Result<(), SandboxError> {
+    let current = getrlimit(Resource::Stack);
+    let wanted = worker_stack_bytes(memory_mib);
+    let soft = current.current.unwrap_or(u64::MAX);
+    let target = current.maximum.map_or(wanted, |hard| hard.min(wanted));
+    if soft >= target {
+        return Ok(());
+    }
+    let rlimit = Rlimit {
+        current: Some(target),
+        maximum: current.maximum,
+    };
+    setrlimit(Resource::Stack, rlimit).map_err(|source| SandboxError::Rlimit {
+        resource: "RLIMIT_STACK",
+        source,
+    })
+}
+
 /// Applies rlimits and Landlock to the calling thread and every thread it starts later, and
 /// sets Boa's native recursion budget from the stack limit.
 pub(crate) fn confine_process(memory_mib: u64) -> Result<(), SandboxError> {

@@ -487,6 +487,26 @@ async fn a_chain_of_200k_proxies_throws_range_error() {
 }
 
 #[tokio::test]
+async fn native_functions_calling_native_functions_throw_range_error() {
+    // `Reflect.apply` of `Reflect.apply` ... has no JavaScript frame between the levels
+    // (Node returns 7 here: V8's native frames are smaller).
+    range_error_on_the_same_worker(
+        "let a = [() => 7, null, []]; for (let i = 0; i < 200000; i++) a = [Reflect.apply, null, a]; \
+         try { return Reflect.apply(...a) === 7 ? 'no error' : 'wrong'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn to_locale_string_of_deeply_nested_arrays_throws_range_error() {
+    range_error_on_the_same_worker(
+        "let a = [1]; for (let i = 0; i < 200000; i++) a = [a]; \
+         try { a.toLocaleString(); return 'no error'; } catch (e) { return e.name; }",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn nesting_as_deep_as_node_allows_works() {
     // Node 20's limits, measured with `node -e` by bisection: 1,638 nested parentheses in
     // `eval`, 2,009 nested array literals, 3,210 levels for `String()` of arrays and 4,173 for

@@ -37,7 +37,15 @@ pub enum WorkerFault {
     /// `ignore-host-call-limit`: the worker sends every host call at once, ignoring
     /// `max_host_calls_in_flight`, so the supervisor's own check of that limit can be seen.
     IgnoreHostCallLimit,
+    /// `overflow-native-stack`: an `execute` whose code is exactly [`OVERFLOW_CODE`] makes the
+    /// worker recurse natively without bound, as a recursion in the engine that no check
+    /// bounds would (every one known throws a `RangeError`), so the supervisor's report of a
+    /// native stack overflow can be seen.
+    OverflowNativeStack,
 }
+
+/// The code that triggers [`WorkerFault::OverflowNativeStack`].
+pub(crate) const OVERFLOW_CODE: &str = "/* overflow-native-stack */";
 
 impl WorkerFault {
     /// The flag value, e.g. `stop-reading-stdin`.
@@ -47,6 +55,7 @@ impl WorkerFault {
             Self::StopReadingStdin => "stop-reading-stdin",
             Self::HangOnFirstRestore => "hang-on-first-restore",
             Self::IgnoreHostCallLimit => "ignore-host-call-limit",
+            Self::OverflowNativeStack => "overflow-native-stack",
         }
     }
 }
@@ -59,9 +68,10 @@ impl std::str::FromStr for WorkerFault {
             "stop-reading-stdin" => Ok(Self::StopReadingStdin),
             "hang-on-first-restore" => Ok(Self::HangOnFirstRestore),
             "ignore-host-call-limit" => Ok(Self::IgnoreHostCallLimit),
+            "overflow-native-stack" => Ok(Self::OverflowNativeStack),
             _ => Err(format!(
-                "unknown worker fault `{s}` (expected stop-reading-stdin, hang-on-first-restore \
-                 or ignore-host-call-limit)"
+                "unknown worker fault `{s}` (expected stop-reading-stdin, hang-on-first-restore, \
+                 ignore-host-call-limit or overflow-native-stack)"
             )),
         }
     }
@@ -124,15 +134,23 @@ pub(crate) fn run(fault: Option<WorkerFault>) -> ExitCode {
     });
     runtime.block_on(async {
         outbound::flush().await;
-        serve(engine, inbound).await;
+        serve(
+            engine,
+            inbound,
+            fault == Some(WorkerFault::OverflowNativeStack),
+        )
+        .await;
     });
     ExitCode::SUCCESS
 }
 
-async fn serve(mut engine: Engine, mut inbound: Inbound) {
+async fn serve(mut engine: Engine, mut inbound: Inbound, overflow_fault: bool) {
     while let Some(message) = inbound.recv().await {
         let mut ran_code = false;
         match message {
+            ToWorker::Execute { code, .. } if overflow_fault && code == OVERFLOW_CODE => {
+                recurse_without_bound(0);
+            }
             ToWorker::Execute { id, code, skills } => {
                 match engine.execute(id, &code, skills, &mut inbound).await {
                     Some(reply) => {
@@ -158,4 +176,14 @@ async fn serve(mut engine: Engine, mut inbound: Inbound) {
             engine::collect_garbage();
         }
     }
+}
+
+/// Test fault `overflow-native-stack`: recurses until the native stack overflows.
+#[allow(
+    unconditional_recursion,
+    reason = "the fault is the overflow; the process dies of it"
+)]
+fn recurse_without_bound(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse_without_bound(frame[0] + 1) + frame[63]
 }

@@ -335,6 +335,10 @@ pub(crate) fn native_function_call(
     // We technically don't need this since native functions don't push any new frames to the
     // vm, but we'll eventually have to combine the native stack with the vm stack.
     context.check_runtime_limits()?;
+    // mcp-kernel patch: native functions calling native functions (`Reflect.apply` of
+    // `Reflect.apply` ..., `call`/`apply` chains) recurse natively with no VM frame between them;
+    // throw a RangeError before the native stack overflows.
+    JsNativeError::check_native_stack()?;
     let this_function_object = obj.clone();
 
     let NativeFunctionObject {
@@ -390,6 +394,10 @@ fn native_function_construct(
     // We technically don't need this since native functions don't push any new frames to the
     // vm, but we'll eventually have to combine the native stack with the vm stack.
     context.check_runtime_limits()?;
+    // mcp-kernel patch: native functions calling native functions (`Reflect.apply` of
+    // `Reflect.apply` ..., `call`/`apply` chains) recurse natively with no VM frame between them;
+    // throw a RangeError before the native stack overflows.
+    JsNativeError::check_native_stack()?;
     let this_function_object = obj.clone();
 
     let NativeFunctionObject {

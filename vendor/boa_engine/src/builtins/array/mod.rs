@@ -2166,6 +2166,8 @@ impl Array {
         args: &[JsValue],
         context: &mut Context,
     ) -> JsResult<JsValue> {
+        // mcp-kernel patch: nested arrays must throw, not overflow the native stack.
+        JsNativeError::check_native_stack()?;
         // 1. Let array be ? ToObject(this value).
         let array = this.to_object(context)?;
         // 2. Let len be ? ToLength(? Get(array, "length")).
