@@ -565,3 +565,149 @@ fn starts_with_and_ends_with_basic() {
     assert!(!basic.starts_with(end_needle));
     assert!(basic.ends_with(end_needle));
 }
+
+// mcp-kernel patch: appendable strings (`vtable/append.rs`). Every result is compared with a
+// plain `Vec<u16>` model.
+
+fn units(s: &JsString) -> Vec<u16> {
+    s.iter().collect()
+}
+
+#[test]
+fn concat_onto_appends_in_place_at_the_tip() {
+    let base = JsString::from("x".repeat(2000).as_str());
+    let a = base.concat_onto(&[JsStr::latin1(b"abc")]);
+    assert_eq!(
+        a.kind(),
+        JsStringKind::Append,
+        "a result of 1024 units or more"
+    );
+    let b = a.concat_onto(&[JsStr::latin1(b"def")]);
+    assert_eq!(b.kind(), JsStringKind::Append);
+    // `a` was at the tip of an exact-size buffer: `b` has a doubled buffer of its own.
+    let c = b.concat_onto(&[JsStr::latin1(b"ghi")]);
+    // `b` had room: `c` shares its buffer and `b` is unchanged.
+    assert_eq!(
+        c.as_str().as_latin1().unwrap().as_ptr(),
+        b.as_str().as_latin1().unwrap().as_ptr()
+    );
+    let mut model = "x".repeat(2000);
+    model.push_str("abc");
+    assert_eq!(a, JsString::from(model.as_str()));
+    model.push_str("def");
+    assert_eq!(b, JsString::from(model.as_str()));
+    model.push_str("ghi");
+    assert_eq!(c, JsString::from(model.as_str()));
+    assert_eq!(b.len(), 2006);
+}
+
+#[test]
+fn concat_onto_two_appends_to_the_same_prefix_are_both_right() {
+    let s = JsString::from("p".repeat(1500).as_str());
+    let s = s
+        .concat_onto(&[JsStr::latin1(b"1")])
+        .concat_onto(&[JsStr::latin1(b"2")]);
+    let a = s.concat_onto(&[JsStr::latin1(b"x")]);
+    let b = s.concat_onto(&[JsStr::latin1(b"y")]);
+    let c = a.concat_onto(&[JsStr::latin1(b"z")]);
+    let p = "p".repeat(1500);
+    assert_eq!(s, JsString::from(format!("{p}12").as_str()));
+    assert_eq!(a, JsString::from(format!("{p}12x").as_str()));
+    assert_eq!(b, JsString::from(format!("{p}12y").as_str()));
+    assert_eq!(c, JsString::from(format!("{p}12xz").as_str()));
+    drop(s);
+    drop(a);
+    assert_eq!(c, JsString::from(format!("{p}12xz").as_str()));
+    assert_eq!(b, JsString::from(format!("{p}12y").as_str()));
+}
+
+#[test]
+fn concat_onto_latin1_then_utf16_and_surrogate_halves() {
+    let mut s = JsString::from("é".repeat(1100).as_str());
+    let mut model: Vec<u16> = units(&s);
+    assert!(s.as_str().is_latin1());
+    for _ in 0..3 {
+        s = s.concat_onto(&[JsStr::latin1(b"ab")]);
+        model.extend([u16::from(b'a'), u16::from(b'b')]);
+    }
+    s = s.concat_onto(&[JsStr::utf16(&[0xD83D])]);
+    model.push(0xD83D);
+    assert!(!s.as_str().is_latin1());
+    s = s.concat_onto(&[JsStr::utf16(&[0xDE00]), JsStr::latin1(b"\xe9z")]);
+    model.extend([0xDE00, 0xE9, u16::from(b'z')]);
+    assert_eq!(units(&s), model);
+    let n = s.len();
+    assert_eq!(s.code_point_at(n - 4), CodePoint::Unicode('😀'));
+    // A UTF-16 buffer takes Latin1 parts in place.
+    let t = s.concat_onto(&[JsStr::latin1(b"q")]);
+    model.push(u16::from(b'q'));
+    assert_eq!(units(&t), model);
+}
+
+#[test]
+fn concat_onto_short_and_empty() {
+    let s = JsString::from("ab");
+    let t = s.concat_onto(&[JsStr::latin1(b"cd")]);
+    assert_eq!(
+        t.kind(),
+        JsStringKind::Latin1Sequence,
+        "short results stay plain"
+    );
+    assert_eq!(t, JsString::from("abcd"));
+    let e = StaticJsStrings::EMPTY_STRING.concat_onto(&[JsStr::EMPTY, JsStr::EMPTY]);
+    assert_eq!(e, StaticJsStrings::EMPTY_STRING);
+    let long = JsString::from("y".repeat(1024).as_str());
+    let same = long.concat_onto(&[JsStr::EMPTY]);
+    assert_eq!(same, long);
+    let interned =
+        StaticJsStrings::EMPTY_STRING.concat_onto(&[JsStr::latin1(b"len"), JsStr::latin1(b"gth")]);
+    assert_eq!(
+        interned.kind(),
+        JsStringKind::Static,
+        "still interned when short"
+    );
+}
+
+#[test]
+fn concat_onto_a_chain_is_amortised_and_bounded() {
+    // 100,000 appends of 10 units: every view is right, and the buffers grow geometrically
+    // (the number of distinct buffers is logarithmic).
+    let mut s = StaticJsStrings::EMPTY_STRING;
+    let mut buffers = std::collections::HashSet::new();
+    let mut views = Vec::new();
+    for i in 0..100_000u32 {
+        let part = format!("{:09}\n", i);
+        s = s.concat_onto(&[JsStr::latin1(part.as_bytes())]);
+        if s.kind() == JsStringKind::Append {
+            buffers.insert(s.as_str().as_latin1().unwrap().as_ptr() as usize);
+        }
+        if i % 9973 == 0 {
+            views.push((s.clone(), s.len()));
+        }
+    }
+    assert_eq!(s.len(), 1_000_000);
+    assert!(buffers.len() < 20, "{} buffers", buffers.len());
+    for (view, len) in views {
+        assert_eq!(view.len(), len);
+        let text = view.to_std_string().unwrap();
+        for (i, line) in text.lines().enumerate() {
+            assert_eq!(line, format!("{i:09}"));
+        }
+    }
+    // Slices of a view keep it alive.
+    let tail = s.slice(s.len() - 10, s.len());
+    drop(s);
+    assert_eq!(tail, JsString::from("000099999\n"));
+}
+
+#[test]
+fn concat_onto_self_and_slices_of_self() {
+    let s = JsString::from("ab".repeat(600).as_str()).concat_onto(&[JsStr::latin1(b"!")]);
+    let s = s.concat_onto(&[JsStr::latin1(b"?")]);
+    // Appending the string to itself, then a slice of itself, reads units below the tip.
+    let d = s.concat_onto(&[s.as_str(), s.as_str().get(0..3).unwrap()]);
+    let mut model = units(&s);
+    model.extend(units(&s));
+    model.extend(units(&s)[0..3].iter().copied());
+    assert_eq!(units(&d), model);
+}

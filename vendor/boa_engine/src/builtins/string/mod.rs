@@ -653,15 +653,20 @@ impl String {
         let this = this.require_object_coercible()?;
 
         // 2. Let S be ? ToString(O).
-        let mut string = this.to_string(context)?;
+        let string = this.to_string(context)?;
 
         // 3. Let R be S.
         // 4. For each element next of args, do
+        // mcp-kernel patch: every nextString first, then one concatenation (`concat_onto`,
+        // which may append to S in place); R was rebuilt for each argument, quadratic in
+        // their number. Nothing observable happens between the steps.
+        let mut parts = Vec::with_capacity(args.len());
         for arg in args {
             // a. Let nextString be ? ToString(next).
-            // b. Set R to the string-concatenation of R and nextString.
-            string = js_string!(&string, &arg.to_string(context)?);
+            parts.push(arg.to_string(context)?);
         }
+        // b. Set R to the string-concatenation of R and nextString.
+        let string = string.concat_onto(&parts.iter().map(JsString::as_str).collect::<Vec<_>>());
 
         // 5. Return R.
         Ok(JsValue::new(string))
