@@ -385,6 +385,32 @@ const CASES: &[(&str, &str)] = &[
         r#"(() => { let s = '\u20ac'.repeat(600); for (let i = 0; i < 1000; i++) s += i % 2 ? 'ab' : '\u00ff'; s += s; return [s.length, s.slice(1198, 1203), s.lastIndexOf('\u20ac')]; })()"#,
         r#"[4200,"abÿab",2699]"#,
     ),
+    // replaceAll builds its result from borrowed parts and reuses a `$`-free replacement;
+    // searches reuse the searcher of the last needle (vendor/boa_string/src/str.rs).
+    (
+        r#"(() => { const s = 'ab'.repeat(40); return [s.replaceAll('b', '$&$`').length, s.replaceAll('ab', "$'").length, 'aXa'.replaceAll('a', '$$'), 'xy'.replaceAll('', '$`|'), 'a-b'.replaceAll('-', '$0$1$<n>')]; })()"#,
+        r#"[1680,1560,"$X$","|xx|yxy|","a$0$1$<n>b"]"#,
+    ),
+    (
+        r#"(() => { const seen = []; const r = 'a-b-c'.replaceAll('-', (m, p, s) => { seen.push(m + p + s.length); return seen.length; }); return [r, seen]; })()"#,
+        r#"["a1b2c",["-15","-35"]]"#,
+    ),
+    (
+        r#"(() => { let n = 0; try { 'a-b-c-d'.replaceAll('-', () => { if (++n === 2) throw new Error('stop'); return '+'; }); } catch (e) { return [n, e.message]; } })()"#,
+        r#"[2,"stop"]"#,
+    ),
+    (
+        r#"(() => { const r = 'a\u20acb\u20ac'.replaceAll('\u20ac', '\u00e9'); const t = 'x'.repeat(70).replaceAll('x', '\u20ac'); return [r, t.length, t.charCodeAt(69), 'abc'.replaceAll('abc', ''), 'abab'.replaceAll('b', { toString() { return 'B'; } })]; })()"#,
+        r#"["aébé",70,8364,"","aBaB"]"#,
+    ),
+    (
+        r#"(() => { const s = 'abcabcabcxabcab'.repeat(12); let n = 0; for (let i = 0; i <= s.length; i++) n += s.indexOf('ca', i) + s.indexOf('bc', i) * 3 + s.lastIndexOf('xab', i) * 7 + (s.includes('cab', i) ? 11 : 0); return n; })()"#,
+        r#"171073"#,
+    ),
+    (
+        r#"(() => { const s = 'ab\u20acabcab\u20accxab'.repeat(12); let n = 0; for (let i = 0; i <= s.length; i++) n += s.indexOf('\u20acc', i) + s.indexOf('ab', i) * 3 + s.lastIndexOf('b\u20ac', i) * 7 + (s.includes('cxa', i) ? 11 : 0); return n; })()"#,
+        r#"133147"#,
+    ),
 ];
 
 /// One script evaluating every case, each in its own try/catch, returning the list of results.

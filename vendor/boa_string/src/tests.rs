@@ -711,3 +711,40 @@ fn concat_onto_self_and_slices_of_self() {
     model.extend(units(&s)[0..3].iter().copied());
     assert_eq!(units(&d), model);
 }
+
+// mcp-kernel patch: the search module keeps the searchers of the last needles; alternating
+// needles, encodings and haystack sizes must give the same answers as a naive search.
+#[test]
+fn index_of_with_alternating_needles_matches_a_naive_search() {
+    fn naive(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
+        (from..=hay.len().checked_sub(needle.len())?).find(|&i| hay[i..i + needle.len()] == *needle)
+    }
+    fn naive_last(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
+        let end = hay.len().checked_sub(needle.len())?;
+        (0..=from.min(end))
+            .rev()
+            .find(|&i| hay[i..i + needle.len()] == *needle)
+    }
+    let latin1 = JsString::from("abcabcabcxabcab".repeat(12).as_str());
+    let utf16 = JsString::from("ab\u{20ac}abcab\u{20ac}cxab".repeat(12).as_str());
+    let needles = [
+        JsString::from("ca"),
+        JsString::from("bc"),
+        JsString::from("\u{20ac}c"),
+        JsString::from("xab"),
+        JsString::from("b\u{20ac}"),
+    ];
+    for hay in [&latin1, &utf16] {
+        let h = units(hay);
+        for from in 0..=hay.len() {
+            for needle in &needles {
+                let n = units(needle);
+                assert_eq!(hay.index_of(needle.as_str(), from), naive(&h, &n, from));
+                assert_eq!(
+                    hay.as_str().last_index_of(needle.as_str(), from),
+                    naive_last(&h, &n, from)
+                );
+            }
+        }
+    }
+}
