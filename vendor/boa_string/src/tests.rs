@@ -748,3 +748,34 @@ fn index_of_with_alternating_needles_matches_a_naive_search() {
         }
     }
 }
+
+// mcp-kernel patch: an append chain that never touches a sequence string (so Miri's Stacked
+// Borrows can check `vtable/append.rs` alone: `seq_as_str` retags a zero-sized field).
+#[test]
+fn concat_onto_from_static_parts_only() {
+    let chunk = [b'q'; 700];
+    let wide = [0x20AC_u16; 3];
+    let s =
+        StaticJsStrings::EMPTY_STRING.concat_onto(&[JsStr::latin1(&chunk), JsStr::latin1(&chunk)]);
+    assert_eq!(s.kind(), JsStringKind::Append);
+    let t = s.concat_onto(&[JsStr::latin1(b"ab")]);
+    let u = t.concat_onto(&[JsStr::latin1(b"cd")]);
+    let fork = t.concat_onto(&[JsStr::utf16(&wide)]);
+    let v = u.concat_onto(&[u.as_str().get(0..2).unwrap(), JsStr::utf16(&wide)]);
+    drop(s);
+    assert_eq!(t.len(), 1402);
+    assert_eq!(u.as_str().get(1400..).unwrap(), JsStr::latin1(b"abcd"));
+    assert_eq!(
+        fork.as_str().get(1400..).unwrap(),
+        JsStr::utf16(&[97, 98, 0x20AC, 0x20AC, 0x20AC])
+    );
+    assert_eq!(
+        v.as_str().get(1404..).unwrap(),
+        JsStr::utf16(&[113, 113, 0x20AC, 0x20AC, 0x20AC])
+    );
+    drop(t);
+    drop(u);
+    let w = v.concat_onto(&[JsStr::latin1(b"z")]);
+    assert_eq!(w.len(), 1410);
+    assert_eq!(w.code_unit_at(1409), Some(u16::from(b'z')));
+}
