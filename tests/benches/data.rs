@@ -16,7 +16,8 @@
 //! ```text
 //! cargo build --workspace --bins && cargo bench -p mcpk-tests --bench data --no-run --profile dev
 //! # then run the bench binary that cargo printed (dev profile: dependencies optimised);
-//! # `--e2e-only` runs only the end-to-end log filter
+//! # `--e2e-only` runs only the end-to-end log filter; `--only <text>` (repeatable) runs only
+//! # the workloads whose name contains one of the texts, and nothing else
 //! ```
 //!
 //! Then the cost of `mcp.state` by its size (`state.rs`; `--state-only` runs just that part).
@@ -208,6 +209,12 @@ async fn run() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--state-only") {
         return state::run().await;
     }
+    let args: Vec<String> = std::env::args().collect();
+    let only: Vec<&str> = args
+        .windows(2)
+        .filter(|pair| pair[0] == "--only")
+        .map(|pair| pair[1].as_str())
+        .collect();
     let server = Server::start().await;
     println!();
     println!(
@@ -215,6 +222,9 @@ async fn run() -> anyhow::Result<()> {
         "workload", "kernel 1x", "kernel 2x", "2x/1x", "node 1x", "kernel/node"
     );
     for (name, work) in WORKLOADS {
+        if !only.is_empty() && !only.iter().any(|o| name.contains(o)) {
+            continue;
+        }
         let (n1, node_out) = in_node(&script(1, work))?;
         let Some((k1, out1)) = in_kernel(&server, &script(1, work)).await? else {
             println!(
@@ -240,10 +250,12 @@ async fn run() -> anyhow::Result<()> {
             k1 / n1.max(0.01)
         );
     }
-    println!();
-    report_log_filter().await?;
-    println!();
-    state::run().await?;
+    if only.is_empty() {
+        println!();
+        report_log_filter().await?;
+        println!();
+        state::run().await?;
+    }
     if !failures.is_empty() {
         bail!("kernel and node disagree:\n{}", failures.join("\n"));
     }
@@ -296,8 +308,9 @@ async fn log_filter() -> anyhow::Result<(usize, f64)> {
     );
     let mut samples = Vec::new();
     for _ in 0..=REPS {
+        // `cache: off`: a read-only tool call is cacheable, and this measures runs, not hits.
         let result = server
-            .execute_with(json!({"code": code, "timeout_ms": TIMEOUT_MS}))
+            .execute_with(json!({"code": code, "timeout_ms": TIMEOUT_MS, "cache": "off"}))
             .await;
         ensure!(!result.is_error(), "log filter: {}", result.text());
         ensure!(

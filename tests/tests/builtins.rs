@@ -335,7 +335,82 @@ const CASES: &[(&str, &str)] = &[
         r#"{"a":[2,{"b":"€"}]}"#,
     ),
     (r#"JSON.parse(12)"#, r#"12"#),
-    (r#"JSON.parse(null)"#, r#"null"#),
+    (r#"JSON.parse(null)"#, r#"null"#), // Concatenation appends in place to an append buffer (vendor/boa_string/src/vtable/append.rs);
+    // results of 1024 code units or more take that path.
+    (
+        r#"(() => { let s = 'a'.repeat(2000); for (let i = 0; i < 50; i++) s += 'bc'; s += '\u20ac'; s += 'd\u00e9'; return [s.length, s.slice(-5), s.charCodeAt(2100), s.indexOf('\u20ac')]; })()"#,
+        r#"[2103,"bc€dé",8364,2100]"#,
+    ),
+    (
+        r#"(() => { let s = 'x'.repeat(1500); s += '\uD83D'; const half = s; s += '\uDE00'; return [s.length, s.codePointAt(1500), s.slice(-2) === '\u{1F600}', [...s.slice(-3)].length, half.length, half.charCodeAt(1500)]; })()"#,
+        r#"[1502,128512,true,2,1501,55357]"#,
+    ),
+    (
+        r#"(() => { let s = 'p'.repeat(1200); s += 'q'; s += 'r'; const a = s + 'x', b = s + 'y', c = a + 'z'; s += 'w'; const d = s + '\u20ac'; return [a.slice(-4), b.slice(-4), c.slice(-5), s.slice(-4), d.slice(-3), a.length, b.length, c.length, s.length]; })()"#,
+        r#"["pqrx","pqry","pqrxz","pqrw","rw€",1203,1203,1204,1203]"#,
+    ),
+    (
+        r#"(() => { let s = 'p'.repeat(1200); const snaps = []; for (let i = 0; i < 300; i++) { snaps.push(s); s += String.fromCharCode(65 + i % 26); } return snaps.every((t, i) => t.length === 1200 + i && s.startsWith(t)) && snaps[299].slice(-3); })()"#,
+        r#""KLM""#,
+    ),
+    (
+        r#"(() => { let s = 'e'.repeat(1100); const t = s; s += ''; s = '' + s; s = `${''}${s}${''}`; s = s.concat('', ''); return [s === t, s.length, '' + '', `${''}`, ''.concat()]; })()"#,
+        r#"[true,1100,"","",""]"#,
+    ),
+    (
+        r#"(() => { let s = ''; for (let i = 0; i < 3000; i++) s = `${s}${i % 10}`; let u = ''; for (let i = 0; i < 700; i++) u = `${u}<${i}>`; return [s.length, s.slice(0, 12), s.slice(-5), u.length, u.slice(-7)]; })()"#,
+        r#"[3000,"012345678901","56789",3390,"8><699>"]"#,
+    ),
+    (
+        r#"(() => { const base = 'c'.repeat(1100); const r = base.concat(1, null, undefined, { toString() { return '\u20ac'; } }, [2, 3]); return [r.length, r.slice(1099)]; })()"#,
+        r#"[1118,"c1nullundefined€2,3"]"#,
+    ),
+    (
+        r#"(() => { const log = []; try { 'a'.repeat(2000).concat({ toString() { log.push(1); return 'x'; } }, { toString() { throw new Error('boom'); } }, { toString() { log.push(3); return 'z'; } }); } catch (e) { log.push(e.message); } return log; })()"#,
+        r#"[1,"boom"]"#,
+    ),
+    (
+        r#"(() => { let s = 'n'.repeat(1100); s += 1; s += true; s += null; s += undefined; s += {}; s += [1, [2]]; s += 1n; s = 5 + s; s = s + -0; return [s.length, s.slice(0, 3), s.slice(-40)]; })()"#,
+        r#"[1139,"5nn","nn1truenullundefined[object Object]1,210"]"#,
+    ),
+    (
+        r#"(() => { let s = 'z'.repeat(1100); s += '\uD800'; s += 'a'; s += '\uDC00'; return [s.length, s.charCodeAt(1100), s.charCodeAt(1102), s.isWellFormed()]; })()"#,
+        r#"[1103,55296,56320,false]"#,
+    ),
+    (
+        r#"(() => { let s = ''; for (let i = 0; i < 20000; i++) s += i + '\n'; const lines = s.split('\n'); return [s.length, lines.length, lines.every((l, i) => i === 20000 ? l === '' : l === String(i))]; })()"#,
+        r#"[108890,20001,true]"#,
+    ),
+    (
+        r#"(() => { let s = '\u20ac'.repeat(600); for (let i = 0; i < 1000; i++) s += i % 2 ? 'ab' : '\u00ff'; s += s; return [s.length, s.slice(1198, 1203), s.lastIndexOf('\u20ac')]; })()"#,
+        r#"[4200,"abÿab",2699]"#,
+    ),
+    // replaceAll builds its result from borrowed parts and reuses a `$`-free replacement;
+    // searches reuse the searcher of the last needle (vendor/boa_string/src/str.rs).
+    (
+        r#"(() => { const s = 'ab'.repeat(40); return [s.replaceAll('b', '$&$`').length, s.replaceAll('ab', "$'").length, 'aXa'.replaceAll('a', '$$'), 'xy'.replaceAll('', '$`|'), 'a-b'.replaceAll('-', '$0$1$<n>')]; })()"#,
+        r#"[1680,1560,"$X$","|xx|yxy|","a$0$1$<n>b"]"#,
+    ),
+    (
+        r#"(() => { const seen = []; const r = 'a-b-c'.replaceAll('-', (m, p, s) => { seen.push(m + p + s.length); return seen.length; }); return [r, seen]; })()"#,
+        r#"["a1b2c",["-15","-35"]]"#,
+    ),
+    (
+        r#"(() => { let n = 0; try { 'a-b-c-d'.replaceAll('-', () => { if (++n === 2) throw new Error('stop'); return '+'; }); } catch (e) { return [n, e.message]; } })()"#,
+        r#"[2,"stop"]"#,
+    ),
+    (
+        r#"(() => { const r = 'a\u20acb\u20ac'.replaceAll('\u20ac', '\u00e9'); const t = 'x'.repeat(70).replaceAll('x', '\u20ac'); return [r, t.length, t.charCodeAt(69), 'abc'.replaceAll('abc', ''), 'abab'.replaceAll('b', { toString() { return 'B'; } })]; })()"#,
+        r#"["aébé",70,8364,"","aBaB"]"#,
+    ),
+    (
+        r#"(() => { const s = 'abcabcabcxabcab'.repeat(12); let n = 0; for (let i = 0; i <= s.length; i++) n += s.indexOf('ca', i) + s.indexOf('bc', i) * 3 + s.lastIndexOf('xab', i) * 7 + (s.includes('cab', i) ? 11 : 0); return n; })()"#,
+        r#"171073"#,
+    ),
+    (
+        r#"(() => { const s = 'ab\u20acabcab\u20accxab'.repeat(12); let n = 0; for (let i = 0; i <= s.length; i++) n += s.indexOf('\u20acc', i) + s.indexOf('ab', i) * 3 + s.lastIndexOf('b\u20ac', i) * 7 + (s.includes('cxa', i) ? 11 : 0); return n; })()"#,
+        r#"133147"#,
+    ),
 ];
 
 /// One script evaluating every case, each in its own try/catch, returning the list of results.
@@ -577,4 +652,39 @@ async fn repeat_of_50_mib_fits_under_the_default_memory_limit() {
         .await;
     assert!(!result.is_error(), "{}", result.text());
     assert_eq!(result.value(), &json!([52_428_800, "x", 52_428_800, "dcd"]));
+}
+
+#[tokio::test]
+async fn appending_near_the_default_memory_limit_falls_back_to_exact_buffers() {
+    // 256 MiB address space by default. From an 80 MiB string, eight 1 MiB appends reach
+    // 88 MiB: the doubled buffer a chain asks for (164 MiB beside the 81 MiB one) does not
+    // fit, so each append takes an exact buffer, as a flat concatenation would.
+    let server = Server::start().await;
+    let result = server
+        .execute_with(json!({
+            "code": "let s = 'y'.repeat(80 * 2 ** 20); const chunk = 'x'.repeat(2 ** 20); \
+                     for (let i = 0; i < 8; i++) s += chunk; \
+                     return [s.length, s[80 * 2 ** 20 - 1], s[80 * 2 ** 20], s[s.length - 1]];",
+            "timeout_ms": 30_000,
+        }))
+        .await;
+    assert!(!result.is_error(), "{}", result.text());
+    assert_eq!(result.value(), &json!([92_274_688, "y", "x", "x"]));
+}
+
+#[tokio::test]
+async fn a_long_chain_of_appends_builds_100k_lines_of_text() {
+    // `s += line` a hundred thousand times (~1.3 MB), Latin1 until line 50,000 brings a `€`:
+    // every line reads back in order.
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "const line = i => `line ${i} ${i === 50000 ? '\\u20ac' : '\\u00e9'}`; \
+             let s = ''; for (let i = 0; i < 100000; i++) s += line(i) + '\\n'; \
+             const lines = s.split('\\n'); \
+             return [s.length, lines.length, lines.every((l, i) => i === 100000 || l === line(i))];",
+        )
+        .await;
+    assert!(!result.is_error(), "{}", result.text());
+    assert_eq!(result.value(), &json!([1_288_890, 100_001, true]));
 }

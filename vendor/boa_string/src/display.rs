@@ -104,6 +104,12 @@ impl fmt::Debug for JsStringDebugInfo<'_> {
                     .field("original", &slice.owned().debug_info());
             }
             JsStringKind::Static => {}
+            // mcp-kernel patch: appendable strings.
+            JsStringKind::Append => {
+                if let Some(rc) = self.inner.refcount() {
+                    dbg.borrow_mut().field("refcount", &rc);
+                }
+            }
         }
 
         dbg.borrow_mut().finish()

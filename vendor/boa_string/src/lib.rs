@@ -114,6 +114,9 @@ pub(crate) enum JsStringKind {
 
     /// A static string that is valid for `'static` lifetime.
     Static = 3,
+
+    /// mcp-kernel patch: a view of the start of an appendable buffer. See [`AppendString`].
+    Append = 4,
 }
 
 /// A Latin1 or UTF-16–encoded, reference counted, immutable string.
@@ -627,6 +630,19 @@ impl JsString {
     #[must_use]
     pub fn concat(x: JsStr<'_>, y: JsStr<'_>) -> Self {
         Self::concat_array(&[x, y])
+    }
+
+    /// mcp-kernel patch: the string-concatenation of `self` and every part of `rest`, which
+    /// `+`, `+=`, template literals and `String.prototype.concat` use so that a loop of `s +=
+    /// x` is amortised linear. `self` is never changed (strings are immutable); when it is the
+    /// newest view of an appendable buffer with room, the parts are written after it in that
+    /// buffer, otherwise results of at least 1024 code units get a buffer of their own (twice
+    /// the result's length when `self` was the newest view of a full one). See
+    /// `vtable/append.rs` for the memory bound.
+    #[inline]
+    #[must_use]
+    pub fn concat_onto(&self, rest: &[JsStr<'_>]) -> Self {
+        vtable::append::concat_onto(self, rest)
     }
 
     /// Creates a new [`JsString`] from the concatenation of every element of

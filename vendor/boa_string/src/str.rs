@@ -695,6 +695,47 @@ impl<'a> JsSliceIndex<'a> for std::ops::RangeFull {
 mod search {
     use super::{JsStr, JsStrVariant};
     use memchr::memmem;
+    use std::cell::RefCell;
+
+    /// Needles up to this many bytes keep their searcher for the next search (per thread).
+    const CACHED_NEEDLE_MAX_BYTES: usize = 256;
+
+    thread_local! {
+        /// The forward and reverse searchers of the last needles searched for. Building one
+        /// (two-way factorisation, SIMD prefilter) cost more than the search itself in loops
+        /// such as `while ((i = s.indexOf(x, i + 1)) !== -1)`, `includes(x, from)`,
+        /// `replaceAll` and `split`, which search for the same needle again and again.
+        static LAST: RefCell<(Option<memmem::Finder<'static>>, Option<memmem::FinderRev<'static>>)> =
+            const { RefCell::new((None, None)) };
+    }
+
+    /// `memmem::find`, with the searcher of the last needle reused when it is the same.
+    fn memmem_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        if hay.len() < 64 || needle.len() > CACHED_NEEDLE_MAX_BYTES {
+            return memmem::find(hay, needle);
+        }
+        LAST.with(|last| {
+            let forward = &mut last.borrow_mut().0;
+            if forward.as_ref().is_none_or(|f| f.needle() != needle) {
+                *forward = Some(memmem::Finder::new(needle).into_owned());
+            }
+            forward.as_ref().and_then(|f| f.find(hay))
+        })
+    }
+
+    /// `memmem::rfind`, with the searcher of the last needle reused when it is the same.
+    fn memmem_rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        if hay.len() < 64 || needle.len() > CACHED_NEEDLE_MAX_BYTES {
+            return memmem::rfind(hay, needle);
+        }
+        LAST.with(|last| {
+            let reverse = &mut last.borrow_mut().1;
+            if reverse.as_ref().is_none_or(|f| f.needle() != needle) {
+                *reverse = Some(memmem::FinderRev::new(needle).into_owned());
+            }
+            reverse.as_ref().and_then(|f| f.rfind(hay))
+        })
+    }
 
     /// The needle as Latin1 bytes, or `None` if a code unit does not fit in a byte (then it
     /// cannot occur in a Latin1 haystack).
@@ -716,8 +757,8 @@ mod search {
     /// First index of `needle` in `hay` (both non-empty or `needle` empty -> 0).
     pub(super) fn find(hay: JsStr<'_>, needle: JsStr<'_>) -> Option<usize> {
         match (hay.variant(), needle.variant()) {
-            (JsStrVariant::Latin1(h), JsStrVariant::Latin1(n)) => memmem::find(h, n),
-            (JsStrVariant::Latin1(h), JsStrVariant::Utf16(n)) => memmem::find(h, &narrow(n)?),
+            (JsStrVariant::Latin1(h), JsStrVariant::Latin1(n)) => memmem_find(h, n),
+            (JsStrVariant::Latin1(h), JsStrVariant::Utf16(n)) => memmem_find(h, &narrow(n)?),
             (JsStrVariant::Utf16(h), JsStrVariant::Latin1(n)) => find_u16(h, &widen(n)),
             (JsStrVariant::Utf16(h), JsStrVariant::Utf16(n)) => find_u16(h, n),
         }
@@ -726,8 +767,8 @@ mod search {
     /// Last index of `needle` in `hay`.
     pub(super) fn rfind(hay: JsStr<'_>, needle: JsStr<'_>) -> Option<usize> {
         match (hay.variant(), needle.variant()) {
-            (JsStrVariant::Latin1(h), JsStrVariant::Latin1(n)) => memmem::rfind(h, n),
-            (JsStrVariant::Latin1(h), JsStrVariant::Utf16(n)) => memmem::rfind(h, &narrow(n)?),
+            (JsStrVariant::Latin1(h), JsStrVariant::Latin1(n)) => memmem_rfind(h, n),
+            (JsStrVariant::Latin1(h), JsStrVariant::Utf16(n)) => memmem_rfind(h, &narrow(n)?),
             (JsStrVariant::Utf16(h), JsStrVariant::Latin1(n)) => rfind_u16(h, &widen(n)),
             (JsStrVariant::Utf16(h), JsStrVariant::Utf16(n)) => rfind_u16(h, n),
         }
@@ -739,10 +780,10 @@ mod search {
         if needle.is_empty() {
             return Some(0);
         }
-        let finder = memmem::Finder::new(bytes(needle));
+        let needle = bytes(needle);
         let hay = bytes(hay);
         let mut from = 0;
-        while let Some(i) = finder.find(&hay[from..]) {
+        while let Some(i) = memmem_find(&hay[from..], needle) {
             let at = from + i;
             if at % 2 == 0 {
                 return Some(at / 2);
@@ -756,15 +797,15 @@ mod search {
         if needle.is_empty() {
             return Some(hay.len());
         }
-        let finder = memmem::FinderRev::new(bytes(needle));
+        let needle = bytes(needle);
         let hay = bytes(hay);
         let mut to = hay.len();
-        while let Some(at) = finder.rfind(&hay[..to]) {
+        while let Some(at) = memmem_rfind(&hay[..to], needle) {
             if at % 2 == 0 {
                 return Some(at / 2);
             }
             // Resume with candidates that start before `at`: they end by `at - 1 + len`.
-            to = at + finder.needle().len() - 1;
+            to = at + needle.len() - 1;
         }
         None
     }

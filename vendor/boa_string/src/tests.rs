@@ -565,3 +565,217 @@ fn starts_with_and_ends_with_basic() {
     assert!(!basic.starts_with(end_needle));
     assert!(basic.ends_with(end_needle));
 }
+
+// mcp-kernel patch: appendable strings (`vtable/append.rs`). Every result is compared with a
+// plain `Vec<u16>` model.
+
+fn units(s: &JsString) -> Vec<u16> {
+    s.iter().collect()
+}
+
+#[test]
+fn concat_onto_appends_in_place_at_the_tip() {
+    let base = JsString::from("x".repeat(2000).as_str());
+    let a = base.concat_onto(&[JsStr::latin1(b"abc")]);
+    assert_eq!(
+        a.kind(),
+        JsStringKind::Append,
+        "a result of 1024 units or more"
+    );
+    let b = a.concat_onto(&[JsStr::latin1(b"def")]);
+    assert_eq!(b.kind(), JsStringKind::Append);
+    // `a` was at the tip of an exact-size buffer: `b` has a doubled buffer of its own.
+    let c = b.concat_onto(&[JsStr::latin1(b"ghi")]);
+    // `b` had room: `c` shares its buffer and `b` is unchanged.
+    assert_eq!(
+        c.as_str().as_latin1().unwrap().as_ptr(),
+        b.as_str().as_latin1().unwrap().as_ptr()
+    );
+    let mut model = "x".repeat(2000);
+    model.push_str("abc");
+    assert_eq!(a, JsString::from(model.as_str()));
+    model.push_str("def");
+    assert_eq!(b, JsString::from(model.as_str()));
+    model.push_str("ghi");
+    assert_eq!(c, JsString::from(model.as_str()));
+    assert_eq!(b.len(), 2006);
+}
+
+#[test]
+fn concat_onto_two_appends_to_the_same_prefix_are_both_right() {
+    let s = JsString::from("p".repeat(1500).as_str());
+    let s = s
+        .concat_onto(&[JsStr::latin1(b"1")])
+        .concat_onto(&[JsStr::latin1(b"2")]);
+    let a = s.concat_onto(&[JsStr::latin1(b"x")]);
+    let b = s.concat_onto(&[JsStr::latin1(b"y")]);
+    let c = a.concat_onto(&[JsStr::latin1(b"z")]);
+    let p = "p".repeat(1500);
+    assert_eq!(s, JsString::from(format!("{p}12").as_str()));
+    assert_eq!(a, JsString::from(format!("{p}12x").as_str()));
+    assert_eq!(b, JsString::from(format!("{p}12y").as_str()));
+    assert_eq!(c, JsString::from(format!("{p}12xz").as_str()));
+    drop(s);
+    drop(a);
+    assert_eq!(c, JsString::from(format!("{p}12xz").as_str()));
+    assert_eq!(b, JsString::from(format!("{p}12y").as_str()));
+}
+
+#[test]
+fn concat_onto_latin1_then_utf16_and_surrogate_halves() {
+    let mut s = JsString::from("é".repeat(1100).as_str());
+    let mut model: Vec<u16> = units(&s);
+    assert!(s.as_str().is_latin1());
+    for _ in 0..3 {
+        s = s.concat_onto(&[JsStr::latin1(b"ab")]);
+        model.extend([u16::from(b'a'), u16::from(b'b')]);
+    }
+    s = s.concat_onto(&[JsStr::utf16(&[0xD83D])]);
+    model.push(0xD83D);
+    assert!(!s.as_str().is_latin1());
+    s = s.concat_onto(&[JsStr::utf16(&[0xDE00]), JsStr::latin1(b"\xe9z")]);
+    model.extend([0xDE00, 0xE9, u16::from(b'z')]);
+    assert_eq!(units(&s), model);
+    let n = s.len();
+    assert_eq!(s.code_point_at(n - 4), CodePoint::Unicode('😀'));
+    // A UTF-16 buffer takes Latin1 parts in place.
+    let t = s.concat_onto(&[JsStr::latin1(b"q")]);
+    model.push(u16::from(b'q'));
+    assert_eq!(units(&t), model);
+}
+
+#[test]
+fn concat_onto_short_and_empty() {
+    let s = JsString::from("ab");
+    let t = s.concat_onto(&[JsStr::latin1(b"cd")]);
+    assert_eq!(
+        t.kind(),
+        JsStringKind::Latin1Sequence,
+        "short results stay plain"
+    );
+    assert_eq!(t, JsString::from("abcd"));
+    let e = StaticJsStrings::EMPTY_STRING.concat_onto(&[JsStr::EMPTY, JsStr::EMPTY]);
+    assert_eq!(e, StaticJsStrings::EMPTY_STRING);
+    let long = JsString::from("y".repeat(1024).as_str());
+    let same = long.concat_onto(&[JsStr::EMPTY]);
+    assert_eq!(same, long);
+    let interned =
+        StaticJsStrings::EMPTY_STRING.concat_onto(&[JsStr::latin1(b"len"), JsStr::latin1(b"gth")]);
+    assert_eq!(
+        interned.kind(),
+        JsStringKind::Static,
+        "still interned when short"
+    );
+}
+
+#[test]
+fn concat_onto_a_chain_is_amortised_and_bounded() {
+    // 100,000 appends of 10 units: every view is right, and the buffers grow geometrically
+    // (the number of distinct buffers is logarithmic).
+    let mut s = StaticJsStrings::EMPTY_STRING;
+    let mut buffers = std::collections::HashSet::new();
+    let mut views = Vec::new();
+    for i in 0..100_000u32 {
+        let part = format!("{:09}\n", i);
+        s = s.concat_onto(&[JsStr::latin1(part.as_bytes())]);
+        if s.kind() == JsStringKind::Append {
+            buffers.insert(s.as_str().as_latin1().unwrap().as_ptr() as usize);
+        }
+        if i % 9973 == 0 {
+            views.push((s.clone(), s.len()));
+        }
+    }
+    assert_eq!(s.len(), 1_000_000);
+    assert!(buffers.len() < 20, "{} buffers", buffers.len());
+    for (view, len) in views {
+        assert_eq!(view.len(), len);
+        let text = view.to_std_string().unwrap();
+        for (i, line) in text.lines().enumerate() {
+            assert_eq!(line, format!("{i:09}"));
+        }
+    }
+    // Slices of a view keep it alive.
+    let tail = s.slice(s.len() - 10, s.len());
+    drop(s);
+    assert_eq!(tail, JsString::from("000099999\n"));
+}
+
+#[test]
+fn concat_onto_self_and_slices_of_self() {
+    let s = JsString::from("ab".repeat(600).as_str()).concat_onto(&[JsStr::latin1(b"!")]);
+    let s = s.concat_onto(&[JsStr::latin1(b"?")]);
+    // Appending the string to itself, then a slice of itself, reads units below the tip.
+    let d = s.concat_onto(&[s.as_str(), s.as_str().get(0..3).unwrap()]);
+    let mut model = units(&s);
+    model.extend(units(&s));
+    model.extend(units(&s)[0..3].iter().copied());
+    assert_eq!(units(&d), model);
+}
+
+// mcp-kernel patch: the search module keeps the searchers of the last needles; alternating
+// needles, encodings and haystack sizes must give the same answers as a naive search.
+#[test]
+fn index_of_with_alternating_needles_matches_a_naive_search() {
+    fn naive(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
+        (from..=hay.len().checked_sub(needle.len())?).find(|&i| hay[i..i + needle.len()] == *needle)
+    }
+    fn naive_last(hay: &[u16], needle: &[u16], from: usize) -> Option<usize> {
+        let end = hay.len().checked_sub(needle.len())?;
+        (0..=from.min(end))
+            .rev()
+            .find(|&i| hay[i..i + needle.len()] == *needle)
+    }
+    let latin1 = JsString::from("abcabcabcxabcab".repeat(12).as_str());
+    let utf16 = JsString::from("ab\u{20ac}abcab\u{20ac}cxab".repeat(12).as_str());
+    let needles = [
+        JsString::from("ca"),
+        JsString::from("bc"),
+        JsString::from("\u{20ac}c"),
+        JsString::from("xab"),
+        JsString::from("b\u{20ac}"),
+    ];
+    for hay in [&latin1, &utf16] {
+        let h = units(hay);
+        for from in 0..=hay.len() {
+            for needle in &needles {
+                let n = units(needle);
+                assert_eq!(hay.index_of(needle.as_str(), from), naive(&h, &n, from));
+                assert_eq!(
+                    hay.as_str().last_index_of(needle.as_str(), from),
+                    naive_last(&h, &n, from)
+                );
+            }
+        }
+    }
+}
+
+// mcp-kernel patch: an append chain that never touches a sequence string (so Miri's Stacked
+// Borrows can check `vtable/append.rs` alone: `seq_as_str` retags a zero-sized field).
+#[test]
+fn concat_onto_from_static_parts_only() {
+    let chunk = [b'q'; 700];
+    let wide = [0x20AC_u16; 3];
+    let s =
+        StaticJsStrings::EMPTY_STRING.concat_onto(&[JsStr::latin1(&chunk), JsStr::latin1(&chunk)]);
+    assert_eq!(s.kind(), JsStringKind::Append);
+    let t = s.concat_onto(&[JsStr::latin1(b"ab")]);
+    let u = t.concat_onto(&[JsStr::latin1(b"cd")]);
+    let fork = t.concat_onto(&[JsStr::utf16(&wide)]);
+    let v = u.concat_onto(&[u.as_str().get(0..2).unwrap(), JsStr::utf16(&wide)]);
+    drop(s);
+    assert_eq!(t.len(), 1402);
+    assert_eq!(u.as_str().get(1400..).unwrap(), JsStr::latin1(b"abcd"));
+    assert_eq!(
+        fork.as_str().get(1400..).unwrap(),
+        JsStr::utf16(&[97, 98, 0x20AC, 0x20AC, 0x20AC])
+    );
+    assert_eq!(
+        v.as_str().get(1404..).unwrap(),
+        JsStr::utf16(&[113, 113, 0x20AC, 0x20AC, 0x20AC])
+    );
+    drop(t);
+    drop(u);
+    let w = v.concat_onto(&[JsStr::latin1(b"z")]);
+    assert_eq!(w.len(), 1410);
+    assert_eq!(w.code_unit_at(1409), Some(u16::from(b'z')));
+}

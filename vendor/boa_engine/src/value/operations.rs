@@ -5,7 +5,6 @@ use crate::{
         number::{f64_to_int32, f64_to_uint32},
     },
     error::JsNativeError,
-    js_string,
     value::{JsSymbol, Numeric, PreferredType},
 };
 
@@ -24,15 +23,24 @@ impl JsValue {
             (JsVariant::BigInt(x), JsVariant::BigInt(y)) => Self::new(JsBigInt::add(&x, &y)),
 
             // String concat
-            (JsVariant::String(x), JsVariant::String(y)) => Self::from(js_string!(&x, &y)),
+            // mcp-kernel patch: `concat_onto` appends in place to the tip of an append
+            // buffer, so that `s += x` in a loop is amortised linear.
+            (JsVariant::String(x), JsVariant::String(y)) => {
+                Self::from(x.concat_onto(&[y.as_str()]))
+            }
 
             // Slow path:
             (_, _) => {
                 let x = self.to_primitive(context, PreferredType::Default)?;
                 let y = other.to_primitive(context, PreferredType::Default)?;
                 match (x.variant(), y.variant()) {
-                    (JsVariant::String(x), _) => Self::from(js_string!(&x, &y.to_string(context)?)),
-                    (_, JsVariant::String(y)) => Self::from(js_string!(&x.to_string(context)?, &y)),
+                    // mcp-kernel patch: `concat_onto`, as above.
+                    (JsVariant::String(x), _) => {
+                        Self::from(x.concat_onto(&[y.to_string(context)?.as_str()]))
+                    }
+                    (_, JsVariant::String(y)) => {
+                        Self::from(x.to_string(context)?.concat_onto(&[y.as_str()]))
+                    }
                     (_, _) => {
                         match (x.to_numeric(context)?, y.to_numeric(context)?) {
                             (Numeric::Number(x), Numeric::Number(y)) => Self::new(x + y),

@@ -10,6 +10,9 @@ pub(crate) mod slice;
 pub(crate) use slice::SliceString;
 
 pub(crate) mod r#static;
+
+// mcp-kernel patch: appendable strings (see `append.rs`).
+pub(crate) mod append;
 pub use r#static::StaticString;
 
 /// Embedded vtable for `JsString` operations. This is stored directly in each string

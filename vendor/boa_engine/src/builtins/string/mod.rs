@@ -653,15 +653,20 @@ impl String {
         let this = this.require_object_coercible()?;
 
         // 2. Let S be ? ToString(O).
-        let mut string = this.to_string(context)?;
+        let string = this.to_string(context)?;
 
         // 3. Let R be S.
         // 4. For each element next of args, do
+        // mcp-kernel patch: every nextString first, then one concatenation (`concat_onto`,
+        // which may append to S in place); R was rebuilt for each argument, quadratic in
+        // their number. Nothing observable happens between the steps.
+        let mut parts = Vec::with_capacity(args.len());
         for arg in args {
             // a. Let nextString be ? ToString(next).
-            // b. Set R to the string-concatenation of R and nextString.
-            string = js_string!(&string, &arg.to_string(context)?);
+            parts.push(arg.to_string(context)?);
         }
+        // b. Set R to the string-concatenation of R and nextString.
+        let string = string.concat_onto(&parts.iter().map(JsString::as_str).collect::<Vec<_>>());
 
         // 5. Return R.
         Ok(JsValue::new(string))
@@ -1197,18 +1202,24 @@ impl String {
         // 12. Let endOfLastMatch be 0.
         let mut end_of_last_match = 0;
 
-        // 13. Let result be the empty String.
-        let mut result = Vec::with_capacity(string.len());
+        // mcp-kernel patch: the result is one concatenation of borrowed parts (preserved
+        // substrings, replacements), Latin1 when they all are; it was a `Vec<u16>` widened code
+        // unit by code unit into a UTF-16 string, with a slice string per match. A string
+        // replacement without `$` is its own substitution (GetSubstitution copies it), so it is
+        // used as is instead of being re-scanned per match.
+        let literal = match replace {
+            Err(ref replace_str) if !replace_str.contains(b'$') => Some(replace_str.clone()),
+            _ => None,
+        };
+        let mut replacements = Vec::new();
 
         // 14. For each element p of matchPositions, do
-        for p in match_positions {
-            // a. Let preserved be the substring of string from endOfLastMatch to p.
-            let preserved = string.get_expect(end_of_last_match..p);
-
+        for &p in &match_positions {
             // c. Else,
-            let replacement = match replace {
+            let replacement = match (&literal, &replace) {
+                (Some(_), _) => continue,
                 // b. If functionalReplace is true, then
-                Ok(ref replace_fn) => {
+                (None, Ok(replace_fn)) => {
                     // i. Let replacement be ? ToString(? Call(replaceValue, undefined, « searchString, 𝔽(p), string »)).
                     replace_fn
                         .call(
@@ -1225,7 +1236,7 @@ impl String {
                 // i. Assert: Type(replaceValue) is String.
                 // ii. Let captures be a new empty List.
                 // iii. Let replacement be ! GetSubstitution(searchString, string, p, captures, undefined, replaceValue).
-                Err(ref replace_str) => get_substitution(
+                (None, Err(replace_str)) => get_substitution(
                     &search_string,
                     &string,
                     p,
@@ -1236,10 +1247,17 @@ impl String {
                 )
                 .js_expect("GetSubstitution should never fail here.")?,
             };
+            replacements.push(replacement);
+        }
 
+        // 13. Let result be the empty String.
+        let whole = string.as_str();
+        let mut result = Vec::with_capacity(match_positions.len() * 2 + 1);
+        for (i, &p) in match_positions.iter().enumerate() {
+            // a. Let preserved be the substring of string from endOfLastMatch to p.
             // d. Set result to the string-concatenation of result, preserved, and replacement.
-            result.extend(preserved.iter());
-            result.extend(replacement.iter());
+            result.push(whole.get(end_of_last_match..p).js_expect("match in the string")?);
+            result.push(literal.as_ref().unwrap_or_else(|| &replacements[i]).as_str());
 
             // e. Set endOfLastMatch to p + searchLength.
             end_of_last_match = p + search_length;
@@ -1248,11 +1266,11 @@ impl String {
         // 15. If endOfLastMatch < the length of string, then
         if end_of_last_match < string.len() {
             // a. Set result to the string-concatenation of result and the substring of string from endOfLastMatch.
-            result.extend(string.get_expect(end_of_last_match..).iter());
+            result.push(whole.get(end_of_last_match..).js_expect("tail of the string")?);
         }
 
         // 16. Return result.
-        Ok(js_string!(&result[..]).into())
+        Ok(JsString::concat_array(&result).into())
     }
 
     /// `String.prototype.indexOf( searchValue[, fromIndex] )`

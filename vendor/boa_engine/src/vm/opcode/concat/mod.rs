@@ -21,7 +21,17 @@ impl ConcatToString {
             let val = context.vm.get_register(value.into()).clone();
             strings.push(val.to_string(context)?);
         }
-        let s = JsString::concat_array(&strings.iter().map(JsString::as_str).collect::<Vec<_>>());
+        // mcp-kernel patch: the first non-empty part is the prefix that `concat_onto` may
+        // append to in place (`s = `${s}${x}`` in a loop is amortised linear).
+        let s = match strings.iter().position(|s| !s.is_empty()) {
+            Some(first) => strings[first].concat_onto(
+                &strings[first + 1..]
+                    .iter()
+                    .map(JsString::as_str)
+                    .collect::<Vec<_>>(),
+            ),
+            None => JsString::default(),
+        };
         context.vm.set_register(string.into(), s.into());
         Ok(())
     }
