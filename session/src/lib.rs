@@ -18,6 +18,7 @@
 //! worker entry points, call outcomes) is re-exported here.
 
 mod cached;
+mod flight;
 mod host;
 mod key;
 mod manager;

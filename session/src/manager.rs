@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::cached::{self, Entry, Limits};
+use crate::flight::{self, Flights, Role};
 use crate::key::SessionKey;
 use crate::router::{Router, Tools};
 use crate::store::{Lease, Lookup, SessionMeta, Snapshot, Store, StoreError, StoredSkill};
@@ -256,6 +257,8 @@ pub(crate) struct Shared {
     live: Mutex<HashMap<SessionKey, Arc<Session>>>,
     /// The skills library per tenant as last loaded, by library version.
     libraries: Mutex<HashMap<String, Arc<SkillLibrary>>>,
+    /// Identical calls in flight (single-flight across the tenant's sessions).
+    flights: Flights,
     /// This value's own `Arc`, for the routers of running calls.
     me: Weak<Shared>,
 }
@@ -307,9 +310,11 @@ impl SessionManager {
             max_log_bytes: kernel.max_log_bytes,
         };
         let pool = WorkerPool::start(kernel);
+        let flights = Flights::new(cache.config().max_in_flight_keys);
         let shared = Arc::new_cyclic(|me| Shared {
             pool,
             store,
+            flights,
             cache,
             limits,
             tools,
@@ -578,7 +583,7 @@ impl Shared {
         };
         let mut released = false;
         let result = tokio::select! {
-            result = self.run_leased(key, inner, call, &lease, &mut released) => result,
+            result = self.run_leased(key, inner, call, &lease, &mut released, deadline) => result,
             never = renew => never,
         };
         held.lease = None;
@@ -595,6 +600,7 @@ impl Shared {
         call: &Call<'_>,
         lease: &Lease,
         released: &mut bool,
+        deadline: Instant,
     ) -> Result<Answer, SessionError> {
         if lease.generation != inner.meta.generation {
             // Another replica committed this session since this one last ran it: the live
@@ -635,13 +641,41 @@ impl Shared {
         }
         let base =
             (call.cache != CacheMode::Off).then(|| cached::base_key(key, call.code, self.limits));
+        // Held until this call's result is stored (or it fails): identical calls wait for it.
+        let mut _leading = None;
         if call.cache == CacheMode::Auto
             && let Some(base) = &base
-            && let Some((entry, tier)) = self.cached_entry(base, inner, lease).await
         {
-            return self
-                .answer_from_cache(key, inner, lease, released, entry, tier)
-                .await;
+            if let Some((entry, tier)) = self.cached_entry(base, inner, lease).await {
+                return self
+                    .answer_from_cache(key, inner, lease, released, entry, tier)
+                    .await;
+            }
+            match self.flights.enter(*base) {
+                Role::Lead(leader) => _leading = Some(leader),
+                Role::Alone => {}
+                Role::Follow(done) => {
+                    tracing::debug!(session = %key.name, "result cache: waiting for the identical call in flight");
+                    if !flight::wait(done, deadline).await {
+                        return Ok(Answer {
+                            outcome: failed(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "the call timed out after timeout_ms={} while an identical call (same code) in another session of this tenant was still running: the result cache runs identical calls once; pass cache: \"off\" to run it anyway",
+                                    call.timeout.as_millis()
+                                ),
+                            ),
+                            cached: None,
+                        });
+                    }
+                    // The leader's entry, if it stored one that fits this session's state.
+                    if let Some((entry, tier)) = self.cached_entry(base, inner, lease).await {
+                        return self
+                            .answer_from_cache(key, inner, lease, released, entry, tier)
+                            .await;
+                    }
+                }
+            }
         }
         // A worker that died between calls (killed from outside) is replaced transparently:
         // no call was running on it, so nothing but the committed state matters.
