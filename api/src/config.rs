@@ -61,6 +61,10 @@ pub struct ServeConfig {
     /// Prepended to every Redis key (`<prefix>mcpk:v1:…`), so deployments or tests can share
     /// one Redis.
     pub redis_key_prefix: String,
+    /// The result cache's namespace version, part of every cache key (default 0). Changing it
+    /// (an admin bump, on every replica) makes everything cached under the old one
+    /// unreachable at once, in both tiers, with no scan: Redis lets the old keys expire.
+    pub cache_namespace: u64,
     /// The largest snapshot state (as JSON bytes) the store accepts; `None` (the default) is
     /// `max_state_bytes`. A larger one is refused with `StateLimitError` naming both sizes;
     /// it matters when replicas sharing one Redis run with different state limits.
@@ -97,6 +101,7 @@ impl Default for ServeConfig {
             tenant: "local".to_owned(),
             redis_url: None,
             redis_key_prefix: mcpk_session::StoreConfig::default().key_prefix,
+            cache_namespace: mcpk_session::CacheConfig::default().namespace_version,
             max_snapshot_bytes: None,
             upstream_config: None,
             upstream_limits: crate::upstream::UpstreamLimits::default(),

@@ -133,6 +133,7 @@ async fn start(config: &ServeConfig) -> anyhow::Result<Started> {
     };
     let mut cache_config = mcpk_session::CacheConfig::default();
     cache_config.key_prefix.clone_from(&config.redis_key_prefix);
+    cache_config.namespace_version = config.cache_namespace;
     let cache = match &config.redis_url {
         Some(url) => mcpk_session::TieredCache::connect(cache_config, url).await,
         None => mcpk_session::TieredCache::new(cache_config),

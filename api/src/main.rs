@@ -146,6 +146,10 @@ struct ServeArgs {
     /// Prefix of every Redis key this server writes.
     #[arg(long, env = "MCP_KERNEL_REDIS_KEY_PREFIX", default_value_t = defaults().redis_key_prefix)]
     redis_key_prefix: String,
+    /// The result cache's namespace version, in every cache key: change it (on every replica)
+    /// to invalidate everything cached before, in memory and in Redis, without a scan.
+    #[arg(long, env = "MCP_KERNEL_CACHE_NAMESPACE", default_value_t = defaults().cache_namespace)]
+    cache_namespace: u64,
     /// The largest session snapshot (its state as JSON bytes) the store accepts
     /// [default: --max-state-bytes].
     #[arg(long, env = "MCP_KERNEL_MAX_SNAPSHOT_BYTES")]
@@ -210,6 +214,7 @@ fn serve_config(args: ServeArgs) -> Result<ServeConfig, String> {
     config.tenant = args.tenant;
     config.redis_url = args.redis_url.filter(|url| !url.is_empty());
     config.redis_key_prefix = args.redis_key_prefix;
+    config.cache_namespace = args.cache_namespace;
     config.max_snapshot_bytes = args.max_snapshot_bytes;
     config.max_host_calls_in_flight = args.max_host_calls_in_flight;
     config.worker_fault = args.worker_fault;

@@ -1,6 +1,7 @@
 //! The result cache through the real binary: hits and misses, keys that follow what the code
 //! read, a hit that applies the cached state, impure calls never cached, the `cache` option,
-//! and an L2 hit on a second replica sharing Redis.
+//! an L2 hit on a second replica sharing Redis, a namespace bump, and single-flight of identical
+//! calls across sessions.
 
 use mcpk_tests::{ExecuteResult as _, Server, unique_prefix};
 use rmcp::model::CallToolResult;
@@ -149,6 +150,25 @@ async fn a_second_replica_sharing_redis_hits_in_l2() {
 }
 
 #[tokio::test]
+async fn a_namespace_bump_invalidates_what_every_replica_cached_before() {
+    let prefix = unique_prefix();
+    let (a, b) = tokio::join!(
+        Server::start_redis(&prefix, &[]),
+        Server::start_redis(&prefix, &["--cache-namespace", "0"])
+    );
+    let code = "return 'before the bump'.length";
+    let run = a.execute(code).await;
+    assert_eq!(cached(&run), json!(false), "{}", run.text());
+    assert_eq!(cached(&b.execute(code).await), json!("l2"));
+    // The replicas restarted with the bumped namespace: nothing cached before is found.
+    drop((a, b));
+    let bumped = Server::start_redis(&prefix, &["--cache-namespace", "1"]).await;
+    let rerun = bumped.execute(code).await;
+    assert_eq!((rerun.value(), cached(&rerun)), (&json!(15), json!(false)));
+    assert_eq!(cached(&bumped.execute(code).await), json!("l1"));
+}
+
+#[tokio::test]
 async fn a_read_only_tool_call_is_cached_and_any_other_tool_call_is_not() {
     let dir = mcpk_tests::upstream::TempDir::new("cache-tools");
     let config = mcpk_tests::upstream::write_config(
@@ -179,4 +199,88 @@ async fn a_read_only_tool_call_is_cached_and_any_other_tool_call_is_not() {
             result.text()
         );
     }
+}
+
+/// A server with the fixture upstream, whose `rendezvous` tool (readOnlyHint) replies only once
+/// `n` calls with the same key have arrived: it holds a run open until the test lets it go.
+async fn with_fixture(label: &str) -> (mcpk_tests::upstream::TempDir, Server) {
+    let dir = mcpk_tests::upstream::TempDir::new(label);
+    let config = mcpk_tests::upstream::write_config(
+        &dir,
+        json!({"fixture": mcpk_tests::upstream::fixture_entry(&[])}),
+    );
+    let server = Server::start_with_upstreams(&config, &[], &[], &["fixture"]).await;
+    (dir, server)
+}
+
+#[tokio::test]
+async fn a_hundred_identical_calls_in_a_hundred_sessions_run_once() {
+    let (_dir, server) = with_fixture("cache-single-flight").await;
+    let key = unique_prefix();
+    // The run waits at a rendezvous that only the releasing call below completes: without
+    // single-flight, the identical calls would run too and pair up with each other there.
+    let code = format!(
+        "await servers.fixture.rendezvous({{key: '{key}', n: 2}}); return [1, 2, 3].length"
+    );
+    let calls = (0..100).map(|i| {
+        server.execute_with(json!({"code": code, "session": format!("s{i}"), "timeout_ms": 60_000}))
+    });
+    let release = server.execute_with(json!({
+        "code": format!("return (await servers.fixture.rendezvous({{key: '{key}', n: 2}})).met"),
+        "session": "release",
+        "cache": "off",
+    }));
+    let (results, released) = tokio::join!(futures::future::join_all(calls), release);
+    assert_eq!(released.value(), &json!(2), "{}", released.text());
+    let mut runs = 0;
+    for result in &results {
+        assert_eq!(result.value(), &json!(3), "{}", result.text());
+        match cached(result) {
+            Value::Bool(false) => runs += 1,
+            hit => assert_eq!(hit, json!("l1"), "{}", result.text()),
+        }
+    }
+    assert_eq!(
+        runs, 1,
+        "one call ran, the other 99 were answered from its entry"
+    );
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_an_identical_one_gives_up_at_its_own_deadline() {
+    let (_dir, server) = with_fixture("cache-follower-deadline").await;
+    let key = unique_prefix();
+    // The leader announces itself at rendezvous `started`, then waits at `release`.
+    let code = format!(
+        "await servers.fixture.rendezvous({{key: '{key}-started', n: 2}}); \
+         await servers.fixture.rendezvous({{key: '{key}-release', n: 2}}); return 'led'"
+    );
+    let meet = |what: &str| {
+        server.execute_with(json!({
+            "code": format!("return (await servers.fixture.rendezvous({{key: '{key}-{what}', n: 2}})).met"),
+            "session": format!("{what}-side"),
+            "cache": "off",
+        }))
+    };
+    let leader =
+        server.execute_with(json!({"code": code, "session": "leader", "timeout_ms": 60_000}));
+    let waiter = async {
+        assert_eq!(meet("started").await.value(), &json!(2));
+        // The leader is running: an identical call waits for it, until its own deadline.
+        let waited = server
+            .execute_with(json!({"code": code, "session": "waiter", "timeout_ms": 300}))
+            .await;
+        assert_eq!(waited.error_name(), "TimeoutError", "{}", waited.text());
+        assert!(
+            waited.error_message().contains("identical call"),
+            "{}",
+            waited.text()
+        );
+        assert_eq!(meet("release").await.value(), &json!(2));
+    };
+    let (led, ()) = tokio::join!(leader, waiter);
+    assert_eq!(led.value(), &json!("led"), "{}", led.text());
+    // The waiter's session is unharmed: the same code now hits the leader's entry.
+    let hit = server.execute_in("waiter", &code).await;
+    assert_eq!((hit.value(), cached(&hit)), (&json!("led"), json!("l1")));
 }
