@@ -725,6 +725,9 @@ impl Shared {
             shared: self.weak(),
             tools: self.tools.clone(),
         });
+        // The catalogue this run starts with keys its entry: one that changes mid-run must not
+        // file a result computed from the old tools under the new version.
+        let catalog_version = self.tools.catalog_version();
         let execution = match worker
             .execute(call.code, call.timeout, router, skills)
             .await
@@ -748,7 +751,13 @@ impl Shared {
                 self.config.readonly_tool_ttl,
             )
             .map(|(ttl, vary)| {
-                let entry_key = self.entry_key(base, vary, &inner.state, lease);
+                let entry_key = cached::entry_key(
+                    base,
+                    vary,
+                    &inner.state,
+                    lease.skills_version,
+                    &catalog_version,
+                );
                 let entry = Entry {
                     result: value.json.clone(),
                     truncated_from_bytes: value.truncated_from_bytes,
@@ -813,23 +822,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Where the entry of `base` lives for a call on `state` under `lease`.
-    fn entry_key(
-        &self,
-        base: &mcpk_cache::CacheKey,
-        vary: cached::Vary,
-        state: &CommittedState,
-        lease: &Lease,
-    ) -> mcpk_cache::CacheKey {
-        cached::entry_key(
-            base,
-            vary,
-            state,
-            lease.skills_version,
-            &self.tools.catalog_version(),
-        )
-    }
-
     /// The cached entry for this call in this session's present state, if any.
     async fn cached_entry(
         &self,
@@ -839,7 +831,13 @@ impl Shared {
     ) -> Option<(Entry, mcpk_cache::Tier)> {
         let (vary, _) = self.cache.get(&cached::vary_key(base)).await?;
         let vary: cached::Vary = serde_json::from_slice(&vary).ok()?;
-        let entry_key = self.entry_key(base, vary, &inner.state, lease);
+        let entry_key = cached::entry_key(
+            base,
+            vary,
+            &inner.state,
+            lease.skills_version,
+            &self.tools.catalog_version(),
+        );
         let (entry, tier) = self.cache.get(&entry_key).await?;
         let entry: Entry = serde_json::from_slice(&entry).ok()?;
         Some((entry, tier))

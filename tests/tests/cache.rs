@@ -284,3 +284,72 @@ async fn a_call_waiting_for_an_identical_one_gives_up_at_its_own_deadline() {
     let hit = server.execute_in("waiter", &code).await;
     assert_eq!((hit.value(), cached(&hit)), (&json!("led"), json!("l1")));
 }
+
+#[tokio::test]
+async fn a_catalogue_change_during_a_run_does_not_file_its_result_under_the_new_catalogue() {
+    let (_dir, server) = with_fixture("cache-catalogue-mid-run").await;
+    let key = unique_prefix();
+    // Under the old catalogue (echo not yet grown) the run waits at a rendezvous, which the
+    // test completes once it has changed the catalogue; under the new one it does not wait.
+    let code = format!(
+        "const loud = JSON.stringify((await mcp.tools.list({{server: 'fixture', detail: 'full'}})).find(t => t.name === 'echo')).includes('loud'); \
+         const wait = what => servers.fixture.rendezvous({{key: `{key}-${{loud}}-${{what}}`, n: loud ? 1 : 2}}); \
+         await wait('read'); await wait('release'); return loud"
+    );
+    let meet = |what: &str| {
+        server.execute_with(json!({
+            "code": format!("return (await servers.fixture.rendezvous({{key: '{key}-false-{what}', n: 2}})).met"),
+            "session": "changer",
+            "cache": "off",
+        }))
+    };
+    let run = server.execute_with(json!({"code": code, "session": "reader", "timeout_ms": 60_000}));
+    let change = async {
+        // The run has read the old catalogue.
+        assert_eq!(meet("read").await.value(), &json!(2));
+        let grown = server
+            .execute_in("changer", "await servers.fixture.grow_echo({})")
+            .await;
+        assert!(!grown.is_error(), "{}", grown.text());
+        // The event: the catalogue lists echo's grown schema.
+        let deadline = tokio::time::Instant::now() + mcpk_tests::REQUEST_DEADLINE;
+        loop {
+            let listed = server
+                .execute_with(json!({
+                    "code": "JSON.stringify((await mcp.tools.list({server: 'fixture', detail: 'full'})).find(t => t.name === 'echo'))",
+                    "session": "changer",
+                    "cache": "off",
+                }))
+                .await;
+            if listed.value().as_str().is_some_and(|s| s.contains("loud")) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "echo's schema never changed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(meet("release").await.value(), &json!(2));
+    };
+    let (ran, ()) = tokio::join!(run, change);
+    assert_eq!(
+        (ran.value(), cached(&ran)),
+        (&json!(false), json!(false)),
+        "{}",
+        ran.text()
+    );
+    // The run began under the old catalogue, so its entry is not the new catalogue's: the same
+    // code runs again and sees the new tools.
+    let again = server.execute_in("reader", &code).await;
+    assert_eq!(
+        (again.value(), cached(&again)),
+        (&json!(true), json!(false)),
+        "{}",
+        again.text()
+    );
+    assert_eq!(
+        cached(&server.execute_in("reader", &code).await),
+        json!("l1")
+    );
+}
