@@ -239,6 +239,43 @@ const CASES: &[(&str, &str)] = &[
         r#"["x","y","z"]"#,
     ),
     (
+        r#"'a1b22c333'.replace(/(?<d>\d+)/g, '[$<d>|$1|$&]')"#,
+        r#""a[1|1|1]b[22|22|22]c[333|333|333]""#,
+    ),
+    (
+        r#"'a1b22'.replace(/(?<d>\d)(x)?/g, (...args) => JSON.stringify(args))"#,
+        r#""a[\"1\",\"1\",null,1,\"a1b22\",{\"d\":\"1\"}]b[\"2\",\"2\",null,3,\"a1b22\",{\"d\":\"2\"}][\"2\",\"2\",null,4,\"a1b22\",{\"d\":\"2\"}]""#,
+    ),
+    (
+        r#"(() => { const re = /\d/g; const seen = []; const r = 'a1b2'.replace(re, d => { seen.push(re.lastIndex); return 'x'; }); return [r, seen, re.lastIndex]; })()"#,
+        r#"["axbx",[0,0],0]"#,
+    ),
+    (r#"'abc'.replace(/b/g, "$`|$'")"#, r#""aa|cc""#),
+    (
+        r#"['aab'.match(/a/gy), 'baa'.replace(/a/gy, 'X'), 'aab'.replace(/a/gy, 'X')]"#,
+        r#"[["a","a"],"baa","XXb"]"#,
+    ),
+    (
+        r#"(() => { const re = /a/g; let calls = 0; Object.defineProperty(re, 'exec', { value(s) { calls++; return RegExp.prototype.exec.call(this, s); } }); return ['aXa'.match(re), 'aXa'.replace(re, 'b'), calls]; })()"#,
+        r#"[["a","a"],"bXb",6]"#,
+    ),
+    (
+        r#"['\u{1F600}\u{1F600}'.replace(/(?:)/gu, '-'), '\u{1F600}'.match(/(?:)/g).length, 'a\u{1F600}'.replace(/(?:)/gv, '-')]"#,
+        r#"["-😀-😀-",3,"-a-😀-"]"#,
+    ),
+    (
+        r#"(() => { const re = /a/g; Object.defineProperty(re, 'lastIndex', { writable: false }); try { 'aa'.match(re); return 'no throw'; } catch (e) { return e.name; } })()"#,
+        r#""TypeError""#,
+    ),
+    (
+        r#"['abc'.match(/x/g), 'abc'.replace(/x/g, 'y'), 'xxx'.replace(/x/g, '$$')]"#,
+        r#"[null,"abc","$$$"]"#,
+    ),
+    (
+        r#"(() => { const re = /(a)|(b)/g; return 'ab'.replace(re, (m, a, b, i) => [m, a, b, i].join(':') + ';'); })()"#,
+        r#""a:a::0;b::b:1;""#,
+    ),
+    (
         r#"JSON.parse(' {"b": 1, "2": [true, false, null], "1": {"x": -0}, "a": "s"} ')"#,
         r#"{"1":{"x":"-0"},"2":[true,false,null],"b":1,"a":"s"}"#,
     ),

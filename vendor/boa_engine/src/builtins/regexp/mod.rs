@@ -16,7 +16,7 @@ use crate::{
     error::JsNativeError,
     js_string,
     object::{CONSTRUCTOR, JsObject, internal_methods::get_prototype_from_constructor},
-    property::Attribute,
+    property::{Attribute, PropertyKey},
     realm::Realm,
     string::{CodePoint, CommonJsStringBuilder, JsStrVariant, StaticJsStrings},
     symbol::JsSymbol,
@@ -1508,6 +1508,19 @@ impl RegExp {
         // b. Perform ? Set(rx, "lastIndex", +0𝔽, true).
         rx.set(js_string!("lastIndex"), 0, true, context)?;
 
+        // mcp-kernel patch: the matches found natively when nothing can observe the loop below.
+        if let Some(matches) =
+            Self::global_matches_unobserved(&rx, &arg_str, full_unicode, context)?
+        {
+            if matches.is_empty() {
+                return Ok(JsValue::null());
+            }
+            let values = matches
+                .into_iter()
+                .map(|m| JsValue::from(js_string!(arg_str.get_expect(m.range()))));
+            return Ok(Array::create_array_from_list(values, context).into());
+        }
+
         // c. Let A be ! ArrayCreate(0).
         let a = Array::array_create(0, None, context)?;
 
@@ -1718,8 +1731,9 @@ impl RegExp {
 
         // 9. If global is true, then
         let full_unicode = if global {
-            // a. If flags contains "u", let fullUnicode be true. Otherwise, let fullUnicode be false.
-            let full_unicode = flags.contains(b'u');
+            // a. If flags contains "u" or flags contains "v", let fullUnicode be true. Otherwise, let fullUnicode be false.
+            // mcp-kernel patch: "v" as well, as the spec says (ES2024).
+            let full_unicode = flags.contains(b'u') || flags.contains(b'v');
 
             // b. Perform ? Set(rx, "lastIndex", +0𝔽, true).
             rx.set(js_string!("lastIndex"), 0, true, context)?;
@@ -1728,6 +1742,67 @@ impl RegExp {
         } else {
             false
         };
+
+        // mcp-kernel patch: the matches found natively when nothing can observe the exec loop,
+        // then steps 13-17 on them (the replacer still runs after every match is found).
+        if global
+            && let Some(matches) =
+                Self::global_matches_unobserved(&rx, &s, full_unicode, context)?
+        {
+            let mut accumulated = Vec::with_capacity(length_s);
+            let mut next_source_position = 0;
+            for m in matches {
+                let position = m.start();
+                let matched = js_string!(s.get_expect(m.range()));
+                let captures: Vec<JsValue> = (1..=m.captures.len())
+                    .map(|i| {
+                        m.group(i)
+                            .map_or_else(JsValue::undefined, |r| js_string!(s.get_expect(r)).into())
+                    })
+                    .collect();
+                let mut named = m.named_groups().peekable();
+                let named_captures = if named.peek().is_some() {
+                    let groups = JsObject::with_null_proto();
+                    for (name, range) in named {
+                        let value =
+                            range.map_or_else(JsValue::undefined, |r| js_string!(s.get_expect(r)).into());
+                        groups.create_data_property_or_throw(js_string!(name), value, context)?;
+                    }
+                    JsValue::from(groups)
+                } else {
+                    JsValue::undefined()
+                };
+                let replacement = match &replace_value {
+                    CallableOrString::FunctionalReplace(f) => {
+                        let mut args = Vec::with_capacity(captures.len() + 4);
+                        args.push(JsValue::from(matched.clone()));
+                        args.extend(captures);
+                        args.push(position.into());
+                        args.push(s.clone().into());
+                        if !named_captures.is_undefined() {
+                            args.push(named_captures);
+                        }
+                        f.call(&JsValue::undefined(), &args, context)?
+                            .to_string(context)?
+                    }
+                    CallableOrString::ReplaceValue(template) => string::get_substitution(
+                        &matched,
+                        &s,
+                        position,
+                        &captures,
+                        &named_captures,
+                        template,
+                        context,
+                    )?,
+                };
+                // Matches are found left to right without overlap: position ≥ nextSourcePosition.
+                accumulated.extend(s.get_expect(next_source_position..position).iter());
+                accumulated.extend(replacement.iter());
+                next_source_position = position + matched.len();
+            }
+            accumulated.extend(s.get_expect(next_source_position.min(length_s)..).iter());
+            return Ok(js_string!(&accumulated[..]).into());
+        }
 
         // 10. Let results be a new empty List.
         let mut results = Vec::new();
@@ -2227,6 +2302,68 @@ impl RegExp {
         }
         a.create_data_property_or_throw(length_a, s.get_expect(p..size), context)?;
         Ok(Some(a))
+    }
+
+    /// mcp-kernel patch: every match of a global `rx` over `s` from position 0, found natively,
+    /// for `[Symbol.match]` and `[Symbol.replace]` (steps that repeat `RegExpExec` until it
+    /// returns null). Their spec loop runs a builtin exec per match, each building a result
+    /// array and getting and setting `lastIndex`; nothing observes that when `rx` is a RegExp
+    /// whose `exec` resolves to this realm's original (no own `exec`, its prototype
+    /// `%RegExp.prototype%` with `exec` the original data property), its original flags say
+    /// global and not sticky, and `spec_unicode` (what the caller derived from `Get(rx,
+    /// "flags")` for AdvanceStringIndex) agrees with the exec's own full-unicode flag. The caller
+    /// has already set `lastIndex` to 0, so it is a writable data property; it ends at 0, as after
+    /// the spec loop's last, failing exec. Returns `None` (having done nothing) otherwise.
+    fn global_matches_unobserved(
+        rx: &JsObject,
+        s: &JsString,
+        spec_unicode: bool,
+        context: &mut Context,
+    ) -> JsResult<Option<Vec<regress::Match>>> {
+        let Some(regexp) = rx.downcast_ref::<RegExp>().map(|r| r.clone()) else {
+            return Ok(None);
+        };
+        let flags = &regexp.original_flags;
+        let full_unicode = flags.contains(b'u') || flags.contains(b'v');
+        if !flags.contains(b'g') || flags.contains(b'y') || full_unicode != spec_unicode {
+            return Ok(None);
+        }
+        let constructor = context.intrinsics().constructors().regexp();
+        let prototype = constructor.prototype();
+        if !rx.prototype().is_some_and(|p| JsObject::equals(&p, &prototype)) {
+            return Ok(None);
+        }
+        let exec_key: PropertyKey = js_string!("exec").into();
+        if rx.borrow().properties().get(&exec_key).is_some() {
+            return Ok(None);
+        }
+        let exec = context.intrinsics().objects().regexp_prototype_exec();
+        let pristine = prototype
+            .borrow()
+            .properties()
+            .get(&exec_key)
+            .and_then(|d| d.value().cloned())
+            .and_then(|v| v.as_object())
+            .is_some_and(|o| JsObject::equals(&o, &exec));
+        if !pristine {
+            return Ok(None);
+        }
+        let length = s.len();
+        let mut matches = Vec::new();
+        let mut last_index = 0usize;
+        while last_index <= length {
+            let Some(m) = regexp.find_from(s, last_index, full_unicode) else {
+                break;
+            };
+            last_index = if m.start() == m.end() {
+                advance_string_index(s, m.end() as u64, full_unicode) as usize
+            } else {
+                m.end()
+            };
+            matches.push(m);
+        }
+        rx.set(js_string!("lastIndex"), 0, true, context)?;
+        Ok(Some(matches))
     }
 
     /// [`RegExp.prototype.compile ( pattern, flags )`][spec]
