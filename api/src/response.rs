@@ -42,10 +42,15 @@ pub(crate) fn call_result(
 ) -> Result<CallToolResult, ErrorData> {
     let logs = logs_json(&outcome.logs);
     let duration_ms = u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX);
-    match outcome.result {
-        Ok(value) => success(value, &outcome.logs, logs, duration_ms, info),
-        Err(error) => Ok(failure(&error, &outcome.logs, logs, duration_ms, info)),
-    }
+    let mut result = match outcome.result {
+        Ok(value) => success(value, &outcome.logs, logs, duration_ms, info)?,
+        Err(error) => failure(&error, &outcome.logs, logs, duration_ms, info),
+    };
+    let returned = crate::tokens::returned(&result);
+    let mut meta = rmcp::model::JsonObject::new();
+    meta.insert("tokens".into(), json!({ "returned": returned }));
+    result.meta = Some(meta.into());
+    Ok(result)
 }
 
 fn success(

@@ -28,23 +28,17 @@ const INSTRUCTIONS: &str = "Run JavaScript with `execute` to call upstream tools
 `servers.<server>.<tool>(args)`, filter and join their data in code, and return only the small \
 final answer. Find tools with `search_tools`. `mcp.state` persists per session.";
 
-/// The tool description: the whole contract an agent needs, in at most 120 words.
-fn execute_description(config: &ServeConfig) -> String {
-    format!(
-        "Run JavaScript (strict mode) in a persistent sandboxed kernel. `code` is an async \
-         function body: `await` and `return` work; without `return`, the last expression is \
-         the result. Call upstream tools as `await servers.<server>.<tool>(args)` (find them \
-         with search_tools or `mcp.tools.search(query)`); filter data in code and return only \
-         the answer. Only `mcp.state` (JSON, committed on success, rolled back on a throw or \
-         timeout) and skills outlive a call: globals are frozen, so keep helpers as skills \
-         (`mcp.skills.save(name, fn, {{description}})`, then `await skills.<name>(...)`). \
-         console.* output is returned; results follow JSON.stringify semantics, large ones are \
-         truncated; deterministic ones are cached (`cache`: auto/off/refresh). Default timeout \
-         {} ms (`timeout_ms`, max {} ms). `session` names a kernel that hibernates when idle \
-         and resumes later (expired: SessionExpired).",
-        config.default_timeout_ms(),
-        config.max_timeout_ms()
-    )
+/// The tool description: the whole contract an agent needs to write a correct first call, in
+/// at most 80 words (every token of it is paid on every request). Field details are in the
+/// schema's descriptions.
+fn execute_description() -> String {
+    "Run JavaScript (strict) in a persistent sandbox. `code` is an async function body; \
+     `return` the answer (else the last expression is). Call tools as \
+     `await servers.<server>.<tool>(args)`; find them with search_tools. Filter in code, return \
+     only the answer. Only `mcp.state` (JSON, rolled back on error) and skills \
+     (`mcp.skills.save(name, fn)`) outlive a call. console.* is returned; results follow \
+     JSON.stringify; deterministic ones are cached."
+        .to_owned()
 }
 
 /// Handles MCP requests. Cheap to share: calls run concurrently, and nothing here is locked;
@@ -167,7 +161,7 @@ impl KernelServer {
 fn execute_tool(config: &ServeConfig) -> Tool {
     Tool::new(
         EXECUTE,
-        execute_description(config),
+        execute_description(),
         crate::tools::execute::input_schema(config),
     )
     .with_annotations(
@@ -276,11 +270,46 @@ impl ServerHandler for KernelServer {
 mod tests {
     use super::*;
 
+    /// What the tool surface costs a model on every request: `o200k_base` tokens of Python's
+    /// `json.dumps` of each tool's name, description and input schema.
+    fn surface_tokens(tools: &[Tool]) -> usize {
+        tools
+            .iter()
+            .map(|tool| {
+                crate::tokens::count(&crate::tokens::dumps(&serde_json::json!({
+                    "name": tool.name,
+                    "description": tool.description,
+                    "inputSchema": serde_json::Value::Object(tool.input_schema.as_ref().clone()),
+                })))
+            })
+            .sum()
+    }
+
     #[test]
-    fn description_is_at_most_120_words() {
-        let description = execute_description(&ServeConfig::default());
+    fn the_tool_surface_is_at_most_350_tokens() {
+        let config = ServeConfig::default();
+        let tools = [execute_tool(&config), search::tool()];
+        let tokens = surface_tokens(&tools);
+        let dumped: Vec<String> = tools
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}: {} tokens, description {}: {}",
+                    t.name,
+                    surface_tokens(std::slice::from_ref(t)),
+                    crate::tokens::count(t.description.as_deref().unwrap_or_default()),
+                    serde_json::to_string(&t.input_schema).unwrap_or_default()
+                )
+            })
+            .collect();
+        assert!(tokens <= 350, "{tokens} tokens: {dumped:#?}");
+    }
+
+    #[test]
+    fn description_is_at_most_80_words() {
+        let description = execute_description();
         let words = description.split_whitespace().count();
-        assert!(words <= 120, "{words} words: {description}");
+        assert!(words <= 80, "{words} words: {description}");
         for needle in [
             "async",
             "await",
@@ -290,9 +319,10 @@ mod tests {
             "rolled back",
             "console",
             "JSON.stringify",
-            "5000 ms",
             "servers.<server>.<tool>(args)",
             "search_tools",
+            "skills",
+            "cached",
         ] {
             assert!(description.contains(needle), "missing {needle:?}");
         }

@@ -235,15 +235,25 @@ impl Server {
         }
     }
 
-    /// The whole catalogue as `search_tools` sees it: `structuredContent {tools, catalog_version}`
-    /// of an empty query at the largest limit, with `names` detail.
+    /// The whole catalogue as `search_tools` lists it (an empty query at the largest limit,
+    /// `names` detail: one `server.tool` line per tool), as `{tools: [{server, name}]}`.
+    /// Saved skills (`skills.<name>(…)` lines) and the header lines are left out.
     pub async fn catalog(&self) -> Value {
         let result = self
             .search_tools(json!({"query": "", "detail": "names", "limit": 100}))
             .await;
-        result
-            .structured_content
-            .unwrap_or_else(|| panic!("search_tools gave no structuredContent"))
+        let text = result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<String>();
+        let tools: Vec<Value> = text
+            .lines()
+            .filter(|line| !line.contains(' ') && !line.starts_with("skills."))
+            .filter_map(|line| line.split_once('.'))
+            .map(|(server, name)| json!({"server": server, "name": name}))
+            .collect();
+        json!({ "tools": tools })
     }
 
     /// Waits until every server in `names` has at least one tool in the catalogue, and returns

@@ -172,29 +172,14 @@ async fn search_tools_and_mcp_tools_search_rank_the_same_tools_at_each_detail() 
             json!({"query": "read text file", "server": "fs", "detail": "names", "limit": 3}),
         )
         .await;
-    let structured = result
-        .structured_content
-        .clone()
-        .expect("structuredContent");
-    let found = names(&structured["tools"]);
+    let found: Vec<String> = result.text().lines().map(str::to_owned).collect();
     assert_eq!(found.len(), 3, "{found:?}");
-    // (server-filesystem's deprecated `read_file` may rank first: its short description says
-    // "Use read_text_file instead", which holds every query word.)
-    assert!(found.contains(&"fs.read_text_file".to_owned()), "{found:?}");
+    // (server-filesystem's deprecated `read_file` ranks below `read_text_file`, which replaces
+    // it; its description says "Use read_text_file instead", which holds every query word.)
+    assert_eq!(found[0], "fs.read_text_file", "{found:?}");
     assert!(found.iter().all(|n| n.starts_with("fs.")), "{found:?}");
-    assert_eq!(result.text(), format!("{}\n", found.join("\n")));
-    let version = structured["catalog_version"]
-        .as_str()
-        .expect("catalog_version");
-    assert_eq!(version.len(), 64, "{version}");
-    assert!(version.chars().all(|c| c.is_ascii_hexdigit()), "{version}");
-    assert!(
-        structured["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|t| t.as_object().unwrap().len() == 2)
-    );
+    // Said once, as text: nothing is repeated in structuredContent.
+    assert_eq!(result.structured_content, None);
 
     // The same search from code gives the same entries.
     let in_code = server
@@ -202,7 +187,7 @@ async fn search_tools_and_mcp_tools_search_rank_the_same_tools_at_each_detail() 
             "await mcp.tools.search('read text file', {server: 'fs', detail: 'names', limit: 3})",
         )
         .await;
-    assert_eq!(in_code.value(), &structured["tools"]);
+    assert_eq!(names(in_code.value()), found);
 
     // signatures: a comment line with the summary, then the signature.
     let result = server
@@ -213,7 +198,7 @@ async fn search_tools_and_mcp_tools_search_rank_the_same_tools_at_each_detail() 
     assert_eq!(
         result.text(),
         "// Returns structuredContent {n, doubled: 2n} and the same as JSON text.\n\
-         servers.fixture.structured(args: {n: number}): Promise<{n: number; doubled: number}>\n"
+         servers.fixture.structured({n: number}): Promise<{n: number; doubled: number}>\n"
     );
     let in_code = server
         .execute(
@@ -222,7 +207,12 @@ async fn search_tools_and_mcp_tools_search_rank_the_same_tools_at_each_detail() 
         .await;
     assert_eq!(
         in_code.value(),
-        &result.structured_content.as_ref().unwrap()["tools"]
+        &json!([{
+            "server": "fixture",
+            "name": "structured",
+            "signature": "servers.fixture.structured(args: {n: number}): Promise<{n: number; doubled: number}>",
+            "description": "Returns structuredContent {n, doubled: 2n} and the same as JSON text.",
+        }])
     );
 
     // full: the .d.ts declaration, the same text the tool:// resource serves.
@@ -240,8 +230,10 @@ async fn search_tools_and_mcp_tools_search_rank_the_same_tools_at_each_detail() 
          interface StructuredArgs {\n  n: number;\n}\n\n\
          interface StructuredOutput {\n  n: number;\n  doubled: number;\n}\n\n"
     );
-    let entry = &result.structured_content.as_ref().unwrap()["tools"][0];
-    assert_eq!(entry["inputSchema"]["required"], json!(["n"]));
+    let in_code = server
+        .execute("(await mcp.tools.search('structured', {server: 'fixture', detail: 'full', limit: 1}))[0]")
+        .await;
+    assert_eq!(in_code.value()["inputSchema"]["required"], json!(["n"]));
 
     let read = server
         .client()
@@ -348,7 +340,7 @@ async fn code_lists_and_reads_upstream_resources() {
 /// The fixture adds tool `late` 1 s after start-up and sends `tools/list_changed`. (1 s rather
 /// than less so that, on a loaded machine, the test still sees the catalogue before the change.)
 #[tokio::test]
-async fn a_tool_added_upstream_becomes_callable_and_changes_the_catalog_version() {
+async fn a_tool_added_upstream_becomes_listed_and_callable() {
     let dir = TempDir::new("list-changed");
     let config = write_config(
         &dir,
@@ -378,7 +370,6 @@ async fn a_tool_added_upstream_becomes_callable_and_changes_the_catalog_version(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert_ne!(after["catalog_version"], before["catalog_version"]);
     assert_eq!(
         after["tools"].as_array().unwrap().len(),
         FIXTURE_TOOLS.len() + 1
@@ -437,4 +428,128 @@ async fn upstreams_ready_at_the_same_moment_all_reach_the_catalog() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The three reference servers: server-filesystem over an empty directory, server-memory and
+/// server-everything.
+async fn reference_servers(dir: &TempDir) -> Server {
+    std::fs::create_dir_all(dir.join("files")).expect("mkdir files");
+    let config = write_config(
+        dir,
+        json!({
+            "fs": filesystem_entry(&dir.join("files")),
+            "memory": mcpk_tests::upstream::memory_entry(&dir.join("memory.jsonl")),
+            "everything": mcpk_tests::upstream::everything_entry(),
+        }),
+    );
+    Server::start_with_upstreams(&config, &[], &[], &["fs", "memory", "everything"]).await
+}
+
+#[tokio::test]
+async fn realistic_queries_find_the_expected_tool_in_the_top_three() {
+    let dir = TempDir::new("search-quality");
+    let server = reference_servers(&dir).await;
+    let mut misses = Vec::new();
+    for (query, expected) in [
+        ("read a text file", "fs.read_text_file"),
+        ("list files in a directory", "fs.list_directory"),
+        ("find files matching a pattern", "fs.search_files"),
+        ("rename or move a file", "fs.move_file"),
+        ("file size and modification time", "fs.get_file_info"),
+        ("make a new directory", "fs.create_directory"),
+        ("add facts about an entity", "memory.add_observations"),
+        ("search the knowledge graph", "memory.search_nodes"),
+        ("add two numbers", "everything.get-sum"),
+        ("environment variables", "everything.get-env"),
+        (
+            "long running operation with progress",
+            "everything.trigger-long-running-operation",
+        ),
+    ] {
+        let result = server
+            .search_tools(json!({"query": query, "detail": "names", "limit": 3}))
+            .await;
+        let found: Vec<&str> = result.text().lines().collect();
+        if !found.contains(&expected) {
+            misses.push(format!("{query:?}: expected {expected}, got {found:?}"));
+        }
+    }
+    assert!(misses.is_empty(), "{misses:#?}");
+}
+
+#[tokio::test]
+async fn a_deprecated_tool_ranks_below_its_replacement_and_says_so() {
+    let dir = TempDir::new("search-deprecated");
+    let server = reference_servers(&dir).await;
+    let result = server
+        .search_tools(json!({"query": "read the contents of a file", "server": "fs", "limit": 10}))
+        .await;
+    let text = result.text();
+    let position = |name: &str| {
+        text.find(&format!("servers.fs.{name}("))
+            .unwrap_or_else(|| panic!("{name} not found: {text}"))
+    };
+    assert!(position("read_text_file") < position("read_file"), "{text}");
+    assert!(
+        text.contains("// Read the complete contents of a file as text. DEPRECATED: Use read_text_file instead.\nservers.fs.read_file("),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn five_signatures_cost_at_most_200_tokens() {
+    let dir = TempDir::new("search-tokens");
+    let server = reference_servers(&dir).await;
+    let bpe = tiktoken_rs::o200k_base().expect("o200k_base");
+    for (query, server_name) in [
+        ("read file", None),
+        ("knowledge graph entities", None),
+        ("get a message or resource", Some("everything")),
+    ] {
+        let result = server
+            .search_tools(json!({"query": query, "server": server_name, "limit": 5}))
+            .await;
+        // What a client sees: the text and (here none) structuredContent.
+        let seen = format!(
+            "{}{}",
+            result.text(),
+            result
+                .structured_content
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default()
+        );
+        let tools = result
+            .text()
+            .lines()
+            .filter(|l| l.starts_with("servers."))
+            .count();
+        assert_eq!(tools, 5, "{seen}");
+        let tokens = bpe.encode_ordinary(&seen).len();
+        assert!(tokens <= 200, "{query:?}: {tokens} tokens:\n{seen}");
+    }
+}
+
+#[tokio::test]
+async fn a_listing_that_does_not_show_every_tool_says_how_many_there_are() {
+    let dir = TempDir::new("search-listing");
+    let server = reference_servers(&dir).await;
+    let result = server
+        .search_tools(json!({"query": "", "detail": "names", "limit": 3}))
+        .await;
+    let text = result.text();
+    let header = text.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("Showing 3 of ")
+            && header.contains("everything: ")
+            && header.contains("fs: ")
+            && header.contains("memory: 9"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4, "{text}");
+    // A listing that shows everything has no header.
+    let all = server
+        .search_tools(json!({"query": "", "server": "memory", "detail": "names", "limit": 100}))
+        .await;
+    assert_eq!(all.text().lines().count(), 9, "{}", all.text());
 }

@@ -141,15 +141,29 @@ impl Catalog {
     }
 }
 
-/// The first sentence of a description, at most 160 characters.
+/// The first sentence of a description, at most 160 characters. A deprecation notice later in
+/// the description is kept: its sentence is appended (an agent must not pick a deprecated tool
+/// for want of the word).
 pub(crate) fn summary(description: &str) -> String {
     let first = description.trim().split("\n\n").next().unwrap_or_default();
-    let sentence = first
+    let mut sentence = first
         .find(". ")
         .map_or(first, |i| &first[..=i])
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
+    if !rank::says_deprecated(&sentence)
+        && let Some(start) = description.find("DEPRECATED").or_else(|| {
+            let lower = description.to_ascii_lowercase();
+            lower.find("deprecated")
+        })
+    {
+        let start = description[..start].rfind(". ").map_or(0, |i| i + 2);
+        let notice = &description[start..];
+        let notice = notice.find(". ").map_or(notice, |i| &notice[..=i]);
+        sentence.push(' ');
+        sentence.push_str(&notice.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
     if sentence.chars().count() > 160 {
         let cut: String = sentence.chars().take(159).collect();
         format!("{cut}…")
@@ -196,11 +210,55 @@ pub(crate) fn render(tools: &[&CatalogTool], detail: Detail) -> String {
                 if !summary.is_empty() {
                     let _ = writeln!(out, "// {summary}");
                 }
-                let _ = writeln!(out, "{}", t.signature);
+                let _ = writeln!(out, "{}", listing_signature(&t.signature));
             }
             Detail::Full => {
                 let _ = writeln!(out, "{}", t.declaration);
             }
+        }
+    }
+    out
+}
+
+/// Return types longer than this many characters are cut to their first level in a
+/// `signatures` listing.
+const MAX_RETURN_TYPE_CHARS: usize = 48;
+
+/// `signature` as a `signatures` listing shows it, in the form of the call: `(args: {…})`
+/// becomes `({…})`, and a return type longer than [`MAX_RETURN_TYPE_CHARS`] is cut to its
+/// first level: object types nested deeper than the result object become `{…}`
+/// (`Promise<{entities: {…}[]; relations: {…}[]}>`), so the listing says what a call resolves
+/// to in a few tokens. The parameters are kept whole: an agent needs them to write the call.
+pub(crate) fn listing_signature(signature: &str) -> String {
+    let signature = signature.replacen("(args: ", "(", 1);
+    let Some(start) = signature.rfind("): Promise<") else {
+        return signature;
+    };
+    let (call, returns) = signature.split_at(start);
+    if returns.chars().count() <= MAX_RETURN_TYPE_CHARS {
+        return signature;
+    }
+    let mut out = String::with_capacity(signature.len());
+    out.push_str(call);
+    let mut depth = 0usize;
+    for c in returns.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                match depth {
+                    1 => out.push('{'),
+                    2 => out.push_str("{…}"),
+                    _ => {}
+                }
+            }
+            '}' => {
+                if depth == 1 {
+                    out.push('}');
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ if depth <= 1 => out.push(c),
+            _ => {}
         }
     }
     out
@@ -286,6 +344,31 @@ mod tests {
     }
 
     #[test]
+    fn listings_show_the_call_form_and_cut_long_return_types_to_their_first_level() {
+        let graph = "servers.memory.read_graph(args: {}): Promise<{entities: {name: string; entityType: string; observations: string[]}[]; relations: {from: string; to: string; relationType: string}[]}>";
+        assert_eq!(
+            listing_signature(graph),
+            "servers.memory.read_graph({}): Promise<{entities: {…}[]; relations: {…}[]}>"
+        );
+        let media = "servers.fs.read_media_file(args: {path: string}): Promise<{content: ({type: \"image\" | \"audio\"; data: string; mimeType: string} | {type: \"resource\"; resource: {uri: string; blob: string; mimeType?: string}})[]}>";
+        assert_eq!(
+            listing_signature(media),
+            "servers.fs.read_media_file({path: string}): Promise<{content: ({…} | {…})[]}>"
+        );
+        // Short return types, and the parameters, are kept whole.
+        assert_eq!(
+            listing_signature(
+                "servers.fs.read_text_file(args: {path: string; head?: {n: number}}): Promise<{content: string}>"
+            ),
+            "servers.fs.read_text_file({path: string; head?: {n: number}}): Promise<{content: string}>"
+        );
+        assert_eq!(
+            listing_signature("servers.a.b(args: {}): Promise<unknown>"),
+            "servers.a.b({}): Promise<unknown>"
+        );
+    }
+
+    #[test]
     fn summaries_take_the_first_sentence() {
         assert_eq!(summary("Read a file. Use it for text."), "Read a file.");
         assert_eq!(
@@ -293,5 +376,16 @@ mod tests {
             "Line one continues."
         );
         assert_eq!(summary(&"x".repeat(300)).chars().count(), 160);
+        // server-filesystem's `read_file`.
+        assert_eq!(
+            summary(
+                "Read the complete contents of a file as text. DEPRECATED: Use read_text_file instead."
+            ),
+            "Read the complete contents of a file as text. DEPRECATED: Use read_text_file instead."
+        );
+        assert_eq!(
+            summary("Old. Lists things. This tool is deprecated, use list2. More."),
+            "Old. This tool is deprecated, use list2."
+        );
     }
 }

@@ -32,6 +32,12 @@ const NAME_WEIGHT: usize = 3;
 /// description says "files" more often.
 const NAME_MATCH_BOOST: f32 = 1.0;
 
+/// What a deprecated tool's score is multiplied by, so that its replacement (which usually
+/// shares its words, and is named in the deprecation notice) ranks above it. A tool is
+/// deprecated when its description has the word "deprecated" (any case). A query that itself
+/// says "deprecated" ranks without it.
+const DEPRECATED_FACTOR: f32 = 0.5;
+
 /// Shortest unknown query word, in characters, that is expanded to the indexed words it
 /// begins; shorter ones would match too much.
 const MIN_PREFIX_CHARS: usize = 3;
@@ -54,6 +60,8 @@ pub(crate) struct SearchIndex {
     docs: Vec<(String, String)>,
     /// The tokens of each tool's name words, by document id.
     name_tokens: Vec<BTreeSet<String>>,
+    /// Whether each tool's description calls it deprecated, by document id.
+    deprecated: Vec<bool>,
     tokenizer: IdentifierTokenizer,
     scorer: Scorer<usize, u32>,
     /// Every token indexed, for prefix expansion of unknown query words.
@@ -81,7 +89,9 @@ impl SearchIndex {
     pub(crate) fn new<'a>(docs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> Self {
         let mut ids = Vec::new();
         let mut texts = Vec::new();
+        let mut deprecated = Vec::new();
         for (server, tool, description) in docs {
+            deprecated.push(says_deprecated(description));
             let mut text = String::new();
             for _ in 0..NAME_WEIGHT {
                 text.push_str(tool);
@@ -116,6 +126,7 @@ impl SearchIndex {
         Self {
             docs: ids,
             name_tokens,
+            deprecated,
             tokenizer,
             scorer,
             vocabulary,
@@ -135,15 +146,21 @@ impl SearchIndex {
                 .collect();
         }
         let tokens = self.query_tokens(query);
+        let demote = !says_deprecated(query);
         let mut matches: Vec<(usize, f32)> = self
             .scorer
             .matches(&embedding(&tokens))
             .into_iter()
             .filter(|m| m.score > 0.0 && on_server(m.id))
             .map(|m| {
+                let factor = if demote && self.deprecated[m.id] {
+                    DEPRECATED_FACTOR
+                } else {
+                    1.0
+                };
                 (
                     m.id,
-                    m.score * (1.0 + NAME_MATCH_BOOST * self.name_share(m.id, &tokens)),
+                    factor * m.score * (1.0 + NAME_MATCH_BOOST * self.name_share(m.id, &tokens)),
                 )
             })
             .collect();
@@ -191,6 +208,12 @@ impl SearchIndex {
         }
         tokens
     }
+}
+
+/// Whether `text` has the word "deprecated", in any case.
+pub(crate) fn says_deprecated(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .any(|word| word.eq_ignore_ascii_case("deprecated"))
 }
 
 /// A query embedding: which tokens are present is all the scorer reads, not their values.

@@ -29,27 +29,29 @@ pub(crate) const MAX_SESSION_CHARS: usize = 128;
 struct ExecuteInput {
     /// JavaScript: the body of an async function.
     #[serde(deserialize_with = "code")]
+    #[schemars(description = "")]
     code: String,
     /// Named session with its own `mcp.state`, kept across connections and restarts; omit
     /// (or "default") for this connection's own session, closed when the connection ends.
     #[serde(default, deserialize_with = "session")]
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.:-]+$"))]
+    #[schemars(description = "Persistent named session.")]
     session: Option<String>,
-    /// Wall-clock limit in milliseconds.
+    /// Wall-clock limit in milliseconds (the schema's description, with the configured
+    /// default and maximum, is written by [`input_schema`]).
     #[serde(default, deserialize_with = "timeout_ms")]
-    #[schemars(with = "Option<u64>", range(min = 1))]
+    #[schemars(with = "Option<u64>")]
     timeout_ms: Option<Timeout>,
     /// `auto` (default): resume `session`, or create it if it never existed; `resume`: fail
     /// with SessionNotFound instead of creating; `new`: create it, failing with SessionExists
     /// if it exists; an expired name is reused only with `new`.
     #[serde(default, deserialize_with = "session_mode")]
-    #[schemars(with = "Option<ModeSchema>")]
+    #[schemars(with = "Option<ModeSchema>", description = "")]
     session_mode: Option<SessionMode>,
     /// `auto` (default): answer from the result cache when this exact code was run before
     /// with the same inputs and was deterministic; `off`: neither read nor write it;
     /// `refresh`: run, then replace the cached answer.
     #[serde(default, deserialize_with = "cache")]
-    #[schemars(with = "Option<CacheSchema>")]
+    #[schemars(with = "Option<CacheSchema>", description = "")]
     cache: Option<CacheMode>,
 }
 
@@ -150,12 +152,20 @@ pub(crate) fn input_schema(config: &ServeConfig) -> JsonObject {
     let schema = rmcp::handler::server::tool::schema_for_input::<ExecuteInput>()
         .unwrap_or_else(|error| panic!("the execute schema is not an object schema: {error}"));
     let mut schema = schema.as_ref().clone();
+    super::compact_schema(&mut schema);
     if let Some(Value::Object(timeout)) = schema
         .get_mut("properties")
         .and_then(|properties| properties.get_mut("timeout_ms"))
     {
-        timeout.insert("maximum".into(), config.max_timeout_ms().into());
-        timeout.insert("default".into(), config.default_timeout_ms().into());
+        timeout.insert(
+            "description".into(),
+            format!(
+                "ms (default {}, max {})",
+                config.default_timeout_ms(),
+                config.max_timeout_ms()
+            )
+            .into(),
+        );
     }
     schema
 }
@@ -352,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn schema_is_closed_and_carries_the_configured_bounds() {
+    fn schema_is_closed_and_says_the_configured_bounds() {
         let config = ServeConfig {
             max_timeout: Duration::from_secs(9),
             ..ServeConfig::default()
@@ -362,9 +372,15 @@ mod tests {
         assert_eq!(schema["additionalProperties"], false);
         assert_eq!(schema["required"], json!(["code"]));
         assert_eq!(schema["properties"]["code"]["type"], "string");
-        assert_eq!(schema["properties"]["session"]["maxLength"], 128);
-        assert_eq!(schema["properties"]["timeout_ms"]["minimum"], 1);
-        assert_eq!(schema["properties"]["timeout_ms"]["maximum"], 9000);
-        assert_eq!(schema["properties"]["timeout_ms"]["default"], 5000);
+        assert_eq!(schema["properties"]["session"]["type"], "string");
+        assert_eq!(schema["properties"]["timeout_ms"]["type"], "integer");
+        assert_eq!(
+            schema["properties"]["timeout_ms"]["description"],
+            "ms (default 5000, max 9000)"
+        );
+        assert_eq!(
+            schema["properties"]["cache"]["enum"],
+            json!(["auto", "off", "refresh"])
+        );
     }
 }

@@ -64,3 +64,78 @@ pub(crate) fn shorten(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
     }
 }
+
+/// Cuts a schemars-derived input schema down to what an agent reads when it writes a call,
+/// in place: every token of a tool definition is paid on every request.
+///
+/// Removed: `$schema` and `title`; `format` (`uint64`), `pattern`, `minLength`, `maxLength`,
+/// `minimum` and `maximum` (the limits are in the description where an agent needs them, and
+/// every rejection names its field and limit); `null` in an optional field's type (an explicit
+/// `null` is still accepted as "not given"). `$ref`s to `$defs` are inlined and `$defs` dropped.
+pub(crate) fn compact_schema(schema: &mut rmcp::model::JsonObject) {
+    schema.remove("$schema");
+    schema.remove("title");
+    let defs = schema.remove("$defs").unwrap_or(Value::Null);
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        for property in properties.values_mut() {
+            compact_property(property, &defs);
+        }
+    }
+}
+
+fn compact_property(property: &mut Value, defs: &Value) {
+    let Value::Object(fields) = property else {
+        return;
+    };
+    // `anyOf: [{$ref}, {type: null}]` (an optional enum) becomes the referenced schema.
+    if let Some(Value::Array(variants)) = fields.get("anyOf") {
+        let mut kept = variants.iter().filter(|v| v["type"] != "null");
+        if let (Some(only), None) = (kept.next(), kept.next()) {
+            let only = only.clone();
+            fields.remove("anyOf");
+            if let Value::Object(only) = only {
+                fields.extend(only);
+            }
+        }
+    }
+    if let Some(Value::String(reference)) = fields.remove("$ref") {
+        let name = reference.trim_start_matches("#/$defs/");
+        if let Some(Value::Object(def)) = defs.get(name) {
+            // The definition's own description documents a Rust type, not the field.
+            for (key, value) in def.iter().filter(|(key, _)| *key != "description") {
+                fields.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+    if let Some(Value::Array(types)) = fields.get("type") {
+        let kept: Vec<&Value> = types.iter().filter(|t| *t != "null").collect();
+        if let [only] = kept.as_slice() {
+            let only = (*only).clone();
+            fields.insert("type".into(), only);
+        }
+    }
+    if fields.contains_key("enum") {
+        fields.remove("type");
+    }
+    if fields.get("default") == Some(&Value::Null) {
+        fields.remove("default");
+    }
+    if let Some(Value::String(description)) = fields.get_mut("description") {
+        *description = description.split_whitespace().collect::<Vec<_>>().join(" ");
+        // `description = ""` in a `#[schemars]` attribute: the name and type say it all.
+        if description.is_empty() {
+            fields.remove("description");
+        }
+    }
+    for noise in [
+        "format",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+        "title",
+    ] {
+        fields.remove(noise);
+    }
+}

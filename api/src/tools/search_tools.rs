@@ -4,7 +4,9 @@
 use mcpk_session::SessionManager;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::json;
 
 use crate::tools::{ArgumentError, describe, shorten};
 
@@ -26,17 +28,19 @@ const MAX_LIMIT: u64 = 100;
 struct SearchInput {
     /// Words to look for in tool names and descriptions; empty lists every tool.
     #[serde(deserialize_with = "query")]
+    #[schemars(description = "Empty lists all.")]
     query: String,
     /// Only this upstream server's tools.
     #[serde(default, deserialize_with = "server")]
+    #[schemars(description = "")]
     server: Option<String>,
-    /// names: server.tool; signatures: one TypeScript line each; full: the .d.ts with docs.
+    /// names: server.tool; signatures (default): a TypeScript line each; full: .d.ts with docs.
     #[serde(default, deserialize_with = "detail")]
-    #[schemars(with = "Option<DetailSchema>")]
+    #[schemars(with = "Option<DetailSchema>", description = "")]
     detail: Option<Detail>,
-    /// How many tools at most.
+    /// How many tools at most (default 10, max 100).
     #[serde(default, deserialize_with = "limit")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(description = "")]
     limit: Option<u64>,
 }
 
@@ -106,24 +110,19 @@ pub(crate) fn tool() -> Tool {
         .unwrap_or_else(|error| panic!("the search_tools schema is not an object schema: {error}"))
         .as_ref()
         .clone();
-    let properties = schema.get_mut("properties").and_then(Value::as_object_mut);
-    if let Some(properties) = properties {
-        if let Some(Value::Object(detail)) = properties.get_mut("detail") {
-            detail.insert("default".into(), "signatures".into());
-        }
-        if let Some(Value::Object(limit)) = properties.get_mut("limit") {
-            limit.insert("default".into(), 10.into());
-        }
-    }
+    super::compact_schema(&mut schema);
     Tool::new(
         SEARCH_TOOLS,
-        "Find upstream MCP tools to call from `execute` code as `await servers.<server>.<tool>(args)`, \
-         and saved skills (`await skills.<name>(...)`). Ranked search over names and descriptions; \
-         returns TypeScript-style signatures. The same tool search is \
-         `mcp.tools.search(query, {detail, limit})` in code.",
+        "Find upstream tools and saved skills: signatures to call in `execute` (whole \
+         types: detail full). In code: `mcp.tools.search(query)`.",
         std::sync::Arc::new(schema),
     )
-    .with_annotations(ToolAnnotations::with_title("Search upstream tools").read_only(true).idempotent(true).open_world(false))
+    .with_annotations(
+        ToolAnnotations::with_title("Search upstream tools")
+            .read_only(true)
+            .idempotent(true)
+            .open_world(false),
+    )
 }
 
 fn invalid(problem: String) -> ArgumentError {
@@ -157,10 +156,12 @@ impl SearchArgs {
     }
 }
 
-/// Runs the search over the upstream tools and the tenant's saved skills: text for the
-/// model, `structuredContent {tools, skills, catalog_version, skills_version}` for code.
-/// Matching skills come first (at most [`MAX_SKILL_HITS`]), so an agent finds a saved skill
-/// before it rewrites it; a search scoped to one `server` leaves skills out.
+/// Runs the search over the upstream tools and the tenant's saved skills, as text only: the
+/// model reads every token of a result, text and `structuredContent` alike, so nothing is said
+/// twice (code gets the same entries as values from `mcp.tools.search`). Matching skills come
+/// first (at most [`MAX_SKILL_HITS`]), so an agent finds a saved skill before it rewrites it;
+/// a search scoped to one `server` leaves skills out. A listing (empty query) that does not
+/// show every tool says how many there are on which servers.
 ///
 /// # Errors
 /// An [`ArgumentError`] when `server` names no configured server.
@@ -185,67 +186,81 @@ pub(crate) async fn search(
         )));
     }
     let catalog = upstreams.settled_catalog().await;
-    let tools = if args.query.trim().is_empty() {
+    let listing = args.query.trim().is_empty();
+    let tools = if listing {
         let mut all = catalog.list(args.server.as_deref());
         all.truncate(args.limit.unwrap_or(10));
         all
     } else {
         catalog.search(&args.query, args.server.as_deref(), args.limit)
     };
-    let (skills_version, skills) = if args.server.is_some() {
-        (None, Vec::new())
+    let skills = if args.server.is_some() {
+        Vec::new()
     } else {
         match sessions.skills(tenant).await {
-            Ok((version, skills)) => (Some(version), skills),
+            Ok((_, skills)) => skills,
             Err(error) => {
                 tracing::warn!(%error, "search_tools: listing skills failed");
-                (None, Vec::new())
+                Vec::new()
             }
         }
     };
     let skills = crate::catalog::rank_skills(&skills, &args.query, MAX_SKILL_HITS);
-    let mut text = crate::upstream::render(&tools, args.detail);
-    if tools.is_empty() && !skills.is_empty() {
-        text.clear();
-    } else if tools.is_empty() {
+    let mut text = String::new();
+    if !skills.is_empty() {
+        text.push_str("Saved skills:\n");
+        for skill in &skills {
+            text.push_str(&crate::catalog::skill_signature(skill));
+            text.push('\n');
+        }
+    }
+    if listing {
+        let total = catalog.list(args.server.as_deref()).len();
+        if tools.len() < total {
+            text.push_str(&listing_header(
+                &catalog,
+                args.server.as_deref(),
+                tools.len(),
+                total,
+            ));
+        }
+    }
+    text.push_str(&crate::upstream::render(&tools, args.detail));
+    if tools.is_empty() && skills.is_empty() {
         text = if catalog.tools.is_empty() {
             "No upstream tools are available (no server is configured or ready).".to_owned()
         } else {
             format!(
                 "No tool matches {:?}. Try other words, or an empty query to list tools.",
-                args.query
+                shorten(&args.query)
             )
         };
     }
-    let entries: Vec<Value> = tools
-        .iter()
-        .map(|t| crate::upstream::entry(t, args.detail))
-        .collect();
-    if !skills.is_empty() {
-        let lines: Vec<String> = skills
-            .iter()
-            .map(|s| crate::catalog::skill_signature(s))
-            .collect();
-        text = format!("Saved skills:\n{}\n{text}", lines.join("\n"));
+    Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+}
+
+/// `"Showing 10 of 23 tools (everything: 13, fs: 10); pass a query, `server` or a higher `limit`."`
+fn listing_header(
+    catalog: &crate::catalog::Catalog,
+    server: Option<&str>,
+    shown: usize,
+    total: usize,
+) -> String {
+    let mut per_server: Vec<(&str, usize)> = Vec::new();
+    for tool in catalog.list(server) {
+        match per_server.last_mut() {
+            Some((name, count)) if *name == tool.server => *count += 1,
+            _ => per_server.push((&tool.server, 1)),
+        }
     }
-    let skill_entries: Vec<Value> = skills
+    let servers: Vec<String> = per_server
         .iter()
-        .map(|s| {
-            json!({
-                "name": s.name,
-                "signature": crate::catalog::skill_signature(s),
-                "description": s.description,
-            })
-        })
+        .map(|(name, count)| format!("{name}: {count}"))
         .collect();
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = Some(json!({
-        "tools": entries,
-        "skills": skill_entries,
-        "catalog_version": catalog.version,
-        "skills_version": skills_version,
-    }));
-    Ok(result)
+    format!(
+        "Showing {shown} of {total} tools ({}); pass a query, `server` or a higher `limit`.\n",
+        servers.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -263,9 +278,9 @@ mod tests {
         let schema = Value::Object(tool.input_schema.as_ref().clone());
         assert_eq!(schema["additionalProperties"], false);
         assert_eq!(schema["required"], json!(["query"]));
-        assert_eq!(schema["properties"]["limit"]["maximum"], 100);
-        assert_eq!(schema["properties"]["limit"]["default"], 10);
-        assert_eq!(schema["properties"]["detail"]["default"], "signatures");
+        assert_eq!(schema["properties"]["limit"]["type"], "integer");
+        assert_eq!(schema["properties"]["query"]["type"], "string");
+        assert!(schema.get("$schema").is_none() && schema.get("$defs").is_none());
         let text = schema["properties"]["detail"].to_string();
         for detail in ["names", "signatures", "full"] {
             assert!(text.contains(detail), "{text}");

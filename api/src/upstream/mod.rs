@@ -27,7 +27,7 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt as _};
 use tokio::sync::{Notify, watch};
 
-pub(crate) use crate::catalog::{Catalog, Detail, entry, render, summary};
+pub(crate) use crate::catalog::{Catalog, Detail, render, summary};
 pub use config::UpstreamConfigError;
 pub(crate) use config::{ServerConfig, Transport};
 pub(crate) use host::UpstreamHost;
