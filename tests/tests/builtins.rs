@@ -276,6 +276,42 @@ const CASES: &[(&str, &str)] = &[
         r#""a:a::0;b::b:1;""#,
     ),
     (
+        r#"['a.b.c'.split(/\./), 'a/b'.split(/\//), 'x-y'.split(/-/), 'a\tb'.split(/\t/), 'a^b$c'.split(/\^|\$/), 'A\nB\r\nC'.split(/\n/)]"#,
+        r#"[["a","b","c"],["a","b"],["x","y"],["a","b"],["a","b","c"],["A","B\r","C"]]"#,
+    ),
+    (
+        r#"(() => { const re = /ab/g; const out = []; let m; while ((m = re.exec('xabyab'))) out.push(m.index, re.lastIndex, m[0]); return out; })()"#,
+        r#"[1,3,"ab",4,6,"ab"]"#,
+    ),
+    (
+        r#"(() => { const re = /ab/y; re.lastIndex = 1; return [re.test('xab'), re.lastIndex, re.test('xab'), re.lastIndex]; })()"#,
+        r#"[true,3,false,0]"#,
+    ),
+    (
+        r#"['ABab'.match(/ab/gi), 'aXbXc'.replace(/X/g, '-'), 'abc'.search(/c/), 'abab'.match(/ba/)]"#,
+        r#"[["AB","ab"],"a-b-c",2,["ba"]]"#,
+    ),
+    (
+        r#"['\u{1F600}a\u{1F600}'.match(/\u{1F600}/gu), '\u{1F600}a\u{1F600}'.match(/😀/g).length, '\u{1F600}a'.split(/a/u)]"#,
+        r#"[["😀","😀"],2,["😀",""]]"#,
+    ),
+    (
+        r#"(() => { const re = /b/g; re.lastIndex = 2; return [re.exec('abcb').index, re.lastIndex, re.exec('abcb'), re.lastIndex]; })()"#,
+        r#"[3,4,null,0]"#,
+    ),
+    (
+        r#"[...'took 5ms, took 12ms; tooook'.matchAll(/took (\d+)ms/g)].map(m => [m.index, m[1]])"#,
+        r#"[[0,"5"],[10,"12"]]"#,
+    ),
+    (
+        r#"['ac abc abbc'.match(/ab?c/g), 'xaay'.match(/a+y/g), 'aXbY'.match(/a|b/g), 'a.b'.match(/a\.?b/g), 'a1 a22'.match(/a\d{2}/g)]"#,
+        r#"[["ac","abc"],["aay"],["a","b"],["a.b"],["a22"]]"#,
+    ),
+    (
+        r#"['ab ab'.replace(/b\b/g, 'B'), 'x=1;y=2'.replace(/=(\d)/g, ':$1'), 'aaa'.match(/a(?=a)/g)]"#,
+        r#"["aB aB","x:1;y:2",["a","a"]]"#,
+    ),
+    (
         r#"JSON.parse(' {"b": 1, "2": [true, false, null], "1": {"x": -0}, "a": "s"} ')"#,
         r#"{"1":{"x":"-0"},"2":[true,false,null],"b":1,"a":"s"}"#,
     ),

@@ -49,6 +49,54 @@ pub struct RegExp {
     original_flags: JsString,
     /// mcp-kernel patch: what the last search learnt about the last subject string.
     memo: std::rc::Rc<std::cell::RefCell<ExecMemo>>,
+    /// mcp-kernel patch: the string every match of this pattern starts with, when it has one
+    /// (see [`literal_prefix`]): the linear substring search finds where the matcher can start.
+    prefix: Option<JsString>,
+}
+
+/// mcp-kernel patch: the string every match of `pattern` starts with, or `None`. It is the
+/// pattern's leading run of plain characters (and of the escapes `\n \t \r \f \v` and `\`
+/// before a syntax character), less its last character when a quantifier follows it (`ab?`
+/// starts with `a`). `None` when `flags` has `i`, when the pattern has a `|` anywhere (an
+/// alternative need not start with the run), or when the run is empty. The other flags do not
+/// matter: `m` and `s` change only `^`, `$` and `.`, which end the run; `u`/`v` change nothing
+/// for characters outside the surrogate range, and a Rust `String` holds none; `g` and `y` are
+/// applied by the callers. So no match starts before the next occurrence of the prefix, and
+/// the matcher can start there instead of trying every position before it.
+fn literal_prefix(pattern: &JsString, flags: RegExpFlags) -> Option<JsString> {
+    if flags.contains(RegExpFlags::IGNORE_CASE) {
+        return None;
+    }
+    let source = pattern.to_std_string().ok()?;
+    if source.contains('|') {
+        return None;
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut last_len = 0;
+    let mut chars = source.chars().peekable();
+    while let Some(c) = chars.next() {
+        let plain = match c {
+            '\\' => match chars.next()? {
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                'f' => '\u{c}',
+                'v' => '\u{b}',
+                e if "^$\\.*+?()[]{}|/".contains(e) => e,
+                _ => break,
+            },
+            '?' | '*' | '+' | '{' => {
+                // A quantifier applies to the character before it.
+                out.truncate(last_len);
+                break;
+            }
+            c if "^$.()[]}".contains(c) => break,
+            c => c,
+        };
+        last_len = out.len();
+        out.push(plain);
+    }
+    (!out.is_empty()).then(|| JsString::from(out.as_str()))
 }
 
 /// mcp-kernel patch: per-RegExp memo that makes loops of `exec` over one subject linear.
@@ -111,6 +159,20 @@ impl RegExp {
                 return found.clone();
             }
         }
+        // No match starts before the next occurrence of the pattern's literal prefix: start
+        // the matcher there instead of trying every position before it.
+        // (Not from inside a surrogate pair in unicode mode, where a match may start at the
+        // pair's first half, before `last_index`.)
+        let search_from = match self.prefix.as_ref().filter(|_| !inside_pair) {
+            None => last_index,
+            Some(needle) => match input.as_str().index_of(needle.as_str(), last_index) {
+                Some(at) => at,
+                None => {
+                    memo.next = Some((last_index, None));
+                    return None;
+                }
+            },
+        };
         let found = match (full_unicode, input.as_str().variant()) {
             (_, JsStrVariant::Latin1(latin1)) => {
                 let wide = memo
@@ -118,10 +180,10 @@ impl RegExp {
                     .get_or_insert_with(|| latin1.iter().copied().map(u16::from).collect())
                     .clone();
                 // NOTE: We can use the faster ucs2 variant since there will never be two byte unicode.
-                self.matcher.find_from_ucs2(&wide, last_index).next()
+                self.matcher.find_from_ucs2(&wide, search_from).next()
             }
-            (true, JsStrVariant::Utf16(input)) => self.matcher.find_from_utf16(input, last_index).next(),
-            (false, JsStrVariant::Utf16(input)) => self.matcher.find_from_ucs2(input, last_index).next(),
+            (true, JsStrVariant::Utf16(input)) => self.matcher.find_from_utf16(input, search_from).next(),
+            (false, JsStrVariant::Utf16(input)) => self.matcher.find_from_ucs2(input, search_from).next(),
         };
         if !inside_pair {
             memo.next = Some((last_index, found.clone()));
@@ -490,12 +552,14 @@ impl RegExp {
         //     [[CapturingGroupsCount]]: capturingGroupsCount }.
         // 20. Set obj.[[RegExpRecord]] to rer.
         // 21. Set obj.[[RegExpMatcher]] to CompilePattern of parseResult with argument rer.
+        let prefix = literal_prefix(&p, flags);
         Ok(RegExp {
             matcher: std::rc::Rc::new(matcher),
             flags,
             original_source: p,
             original_flags: f,
             memo: std::rc::Rc::default(),
+            prefix,
         })
     }
 
@@ -1314,7 +1378,18 @@ impl RegExp {
 
         // 20. Let A be ! ArrayCreate(n + 1).
         // 21. Assert: The mathematical value of A's "length" property is n + 1.
-        let a = Array::array_create(n + 1, None, context)?;
+        // mcp-kernel patch: the elements (steps 28-29 and 33's capturedValues: the match and its
+        // captures) are created in one step, before the named properties, which keep the
+        // spec's order (property order puts integer keys first either way).
+        let elements = std::iter::once(JsValue::from(js_string!(
+            input.get_expect(last_index as usize..e)
+        )))
+        .chain((1..=n).map(|i| {
+            match_value
+                .group(i as usize)
+                .map_or_else(JsValue::undefined, |range| js_string!(input.get_expect(range)).into())
+        }));
+        let a = Array::create_array_from_list(elements, context);
 
         // 22. Perform ! CreateDataPropertyOrThrow(A, "index", 𝔽(lastIndex)).
         a.create_data_property_or_throw(js_string!("index"), last_index, context)?;
@@ -1343,11 +1418,7 @@ impl RegExp {
             None
         };
 
-        // 28. Let matchedSubstr be GetMatchString(S, match).
-        let matched_substr = input.get_expect((last_index as usize)..(e));
-
-        // 29. Perform ! CreateDataPropertyOrThrow(A, "0", matchedSubstr).
-        a.create_data_property_or_throw(0, matched_substr, context)?;
+        // 28-29: the match is element 0 (created above).
 
         let named_groups = match_value
             .named_groups()
@@ -1423,27 +1494,13 @@ impl RegExp {
         a.create_data_property_or_throw(js_string!("groups"), groups, context)?;
 
         // 27. For each integer i such that i ≥ 1 and i ≤ n, in ascending order, do
-        for i in 1..=n {
-            // a. Let captureI be ith element of r's captures List.
-            let capture = match_value.group(i as usize);
-
-            // b. If captureI is undefined, let capturedValue be undefined.
-            // c. Else if fullUnicode is true, then
-            // d. Else,
-            let captured_value = capture.clone().map_or_else(JsValue::undefined, |range| {
-                js_string!(input.get_expect(range)).into()
-            });
-
-            // e. Perform ! CreateDataPropertyOrThrow(A, ! ToString(𝔽(i)), capturedValue).
-            a.create_data_property_or_throw(i, captured_value.clone(), context)?;
-
-            // 22.2.7.8 MakeMatchIndicesIndexPairArray ( S, indices, groupNames, hasGroups )
-            if let Some(indices) = &indices {
-                // b. If matchIndices is not undefined, then
-                // i. Let matchIndexPair be GetMatchIndexPair(S, matchIndices).
-                // c. Else,
-                // i. Let matchIndexPair be undefined.
-                let indices_range = capture.map_or_else(JsValue::undefined, |range| {
+        // (mcp-kernel patch: the captured values are elements 1..=n, created above; what is
+        // left is their index pairs, for "d".)
+        if let Some(indices) = &indices {
+            for i in 1..=n {
+                // 22.2.7.8 MakeMatchIndicesIndexPairArray ( S, indices, groupNames, hasGroups )
+                // b./c. GetMatchIndexPair(S, matchIndices), or undefined.
+                let indices_range = match_value.group(i as usize).map_or_else(JsValue::undefined, |range| {
                     Array::create_array_from_list([range.start.into(), range.end.into()], context)
                         .into()
                 });
