@@ -244,3 +244,58 @@ async fn each_result_says_in_meta_what_it_costs_the_model_in_tokens() {
     assert!(failed.is_error());
     assert!(returned_tokens(&failed) > 0);
 }
+
+#[tokio::test]
+async fn code_that_is_one_function_with_no_parameters_is_called() {
+    let server = Server::start().await;
+    // The form Cloudflare Code Mode sends: an async arrow function as the whole code.
+    let called = server
+        .execute("async () => {\n  const r = 6 * 7;\n  return r;\n}")
+        .await;
+    assert_eq!(called.value(), &json!(42), "{}", called.text());
+    assert_eq!(
+        server
+            .execute("(function () { return 'plain'; });")
+            .await
+            .value(),
+        &json!("plain")
+    );
+    // With parameters it is a value like any other (a function serialises to null).
+    assert_eq!(server.execute("x => x").await.value(), &Value::Null);
+    // A failure inside it reports the user's line.
+    let failed = server.execute("async () => {\n  null.x;\n}").await;
+    assert!(failed.is_error());
+    assert!(failed.text().contains("code:2:"), "{}", failed.text());
+}
+
+#[tokio::test]
+async fn reading_a_tool_call_without_await_says_to_add_await() {
+    let dir = mcpk_tests::upstream::TempDir::new("missing-await");
+    let config = mcpk_tests::upstream::write_config(
+        &dir,
+        json!({"fixture": mcpk_tests::upstream::fixture_entry(&[])}),
+    );
+    let server = Server::start_with_upstreams(&config, &[], &[], &["fixture"]).await;
+    let missing = server
+        .execute("servers.fixture.echo({value: [1, 2]}).value.length")
+        .await;
+    assert_eq!(missing.error_name(), "TypeError", "{}", missing.text());
+    missing.assert_message_contains(&[
+        "servers.fixture.echo(…) returns a Promise: add await",
+        "(await servers.fixture.echo(…)).value",
+    ]);
+    // Awaited, chained, collected with Promise.all or returned as is, the promise works.
+    let fine = server
+        .execute(
+            "const a = await servers.fixture.echo({value: 1}); \
+             const [b, c] = await Promise.all([servers.fixture.echo({value: 2}), servers.fixture.echo({value: 3})]); \
+             const d = await servers.fixture.echo({value: 4}).then(r => r.value); \
+             return [a.value, b.value, c.value, d]",
+        )
+        .await;
+    assert_eq!(fine.value(), &json!([1, 2, 3, 4]), "{}", fine.text());
+    let returned = server
+        .execute("return servers.fixture.echo({value: 5})")
+        .await;
+    assert_eq!(returned.value()["value"], json!(5), "{}", returned.text());
+}

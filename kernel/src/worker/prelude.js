@@ -199,10 +199,24 @@
   // `then` and symbols are not tools, so awaiting `servers.x` does not call anything.
   const ProxyC = Proxy;
   const notATool = (key) => typeof key !== 'string' || key === 'then' || key === 'toJSON';
+  // A tool call's promise read as if it were the result (`servers.fs.list_directory(a).filter`)
+  // throws a TypeError that says to add `await`, instead of Boa's "not a callable function" one
+  // step later. `then`, `catch`, `finally` (bound to the promise, so `await` and `Promise.all`
+  // work as before), `constructor` and symbols are the promise's own.
+  const promiseKeys = ['then', 'catch', 'finally', 'constructor'];
+  const unawaited = (promise, what) => new ProxyC(promise, {
+    get(target, key) {
+      if (typeof key === 'symbol' || promiseKeys.includes(key)) {
+        const value = target[key];
+        return typeof value === 'function' ? (...a) => apply(value, target, a) : value;
+      }
+      throw new TypeErrorC(`${what} returns a Promise: add await, as in (await ${what}).${key}`);
+    },
+  });
   const serverProxy = (server) => new ProxyC(Object.freeze(Object.create(null)), {
     get(_, tool) {
       if (notATool(tool)) return undefined;
-      return (args) => callTool(server, tool, args);
+      return (args) => unawaited(callTool(server, tool, args), `servers.${server}.${tool}(…)`);
     },
   });
   const servers = new ProxyC(Object.freeze(Object.create(null)), {

@@ -37,6 +37,10 @@ use boa_parser::{Parser, Source};
 pub(crate) const PREFIX: &str = "(async function(){'use strict';";
 /// Close of the wrapper: a newline first, so a trailing `// comment` cannot swallow it.
 pub(crate) const SUFFIX: &str = "\n})()";
+/// Close of the wrapper when the whole code is one function expression with no parameters
+/// (`async () => { …; return r }`, the form Cloudflare Code Mode sends): the function the
+/// code evaluates to is called, and its result is the call's result.
+pub(crate) const CALL_SUFFIX: &str = "\n})().then(f => f())";
 
 /// The full script text to evaluate for `code`: an immediately invoked async function whose
 /// last expression statement, if any, is returned.
@@ -68,8 +72,13 @@ pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<Wrapped, Strin
             Some((body, start)) => (body, Some(position_of(code, start))),
             None => (code.to_owned(), None),
         };
+    let suffix = if is_whole_function(&parsed) && return_at.is_some() {
+        CALL_SUFFIX
+    } else {
+        SUFFIX
+    };
     Ok(Wrapped {
-        source: format!("{PREFIX}{body}{SUFFIX}"),
+        source: format!("{PREFIX}{body}{suffix}"),
         positions: Positions {
             user_lines: code.split('\n').count(),
             return_at,
@@ -160,6 +169,34 @@ fn parse(
     // octal literals, `delete x`) name positions in the user's code too.
     parser.set_strict();
     parser.parse_function_body(interner, false, true)
+}
+
+/// Whether the code is one function expression (plain, async or arrow, possibly in
+/// parentheses) with no parameters, and nothing else but empty statements.
+fn is_whole_function(parsed: &boa_ast::function::FunctionBody) -> bool {
+    let items = parsed.statements();
+    let mut non_empty = items.iter().filter(|item| {
+        !matches!(item, StatementListItem::Statement(s) if matches!(s.as_ref(), Statement::Empty))
+    });
+    let (Some(StatementListItem::Statement(only)), None) = (non_empty.next(), non_empty.next())
+    else {
+        return false;
+    };
+    let Statement::Expression(expression) = only.as_ref() else {
+        return false;
+    };
+    let mut expression = expression;
+    while let Expression::Parenthesized(inner) = expression {
+        expression = inner.expression();
+    }
+    let parameters = match expression {
+        Expression::ArrowFunction(f) => f.parameters(),
+        Expression::AsyncArrowFunction(f) => f.parameters(),
+        Expression::FunctionExpression(f) => f.parameters(),
+        Expression::AsyncFunctionExpression(f) => f.parameters(),
+        _ => return false,
+    };
+    parameters.as_ref().is_empty()
 }
 
 /// Whether `body` parses into `statements` top-level statements, the last one that is not
