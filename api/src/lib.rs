@@ -32,6 +32,13 @@ mod tools;
 mod upstream;
 
 pub use config::{ConfigError, ServeConfig};
+
+/// What `text` costs a model that reads it, in OpenAI `o200k_base` tokens: exact up to 512
+/// bytes, estimated above (within 25%; see the `tokens` module). `mcp-kernel run` prints it.
+#[must_use]
+pub fn tokens_in(text: &str) -> usize {
+    tokens::count_or_estimate(text)
+}
 pub use launch::exec_child;
 pub use upstream::{UpstreamConfigError, UpstreamLimits};
 

@@ -320,7 +320,11 @@ fn run(args: RunArgs) -> ExitCode {
                      filter in code or raise the limit)"
                 );
             }
-            eprintln!("({} ms)", ran.duration.as_millis());
+            eprintln!(
+                "({} ms; tokens returned: {}, o200k_base)",
+                ran.duration.as_millis(),
+                mcpk_api::tokens_in(&printed)
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

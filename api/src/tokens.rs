@@ -37,6 +37,15 @@ pub(crate) fn warm_up() {
     std::thread::spawn(bpe);
 }
 
+/// `o200k_base` tokens of `text`: exact up to [`EXACT_LIMIT_BYTES`], estimated above.
+pub(crate) fn count_or_estimate(text: &str) -> usize {
+    if text.len() <= EXACT_LIMIT_BYTES {
+        count(text)
+    } else {
+        estimate(text)
+    }
+}
+
 /// What a tool result costs the model that reads it: `o200k_base` tokens of its text blocks
 /// plus its `structuredContent` as compact JSON (`_meta` is not counted: clients do not show
 /// it to the model). Exact up to [`EXACT_LIMIT_BYTES`], estimated above.
@@ -50,11 +59,7 @@ pub(crate) fn returned(result: &rmcp::model::CallToolResult) -> usize {
     if let Some(structured) = &result.structured_content {
         text.push_str(&structured.to_string());
     }
-    if text.len() <= EXACT_LIMIT_BYTES {
-        count(&text)
-    } else {
-        estimate(&text)
-    }
+    count_or_estimate(&text)
 }
 
 /// Estimated `o200k_base` tokens of `text`, from runs of character classes the way the

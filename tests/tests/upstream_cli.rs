@@ -112,6 +112,14 @@ fn run_prints_the_result_on_stdout_and_the_logs_on_stderr() {
     let output = run_binary(&["run", utf8(&script), "--config", utf8(&config)], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     assert_eq!(stdout_of(&output), "three\nshort\nlines\n");
+    // What the printed result costs a model, counted in o200k_base.
+    let bpe = tiktoken_rs::o200k_base().expect("o200k_base");
+    let tokens = bpe.encode_ordinary("three\nshort\nlines").len();
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains(&format!("tokens returned: {tokens}, o200k_base)")),
+        "{stderr}"
+    );
 }
 
 #[test]
