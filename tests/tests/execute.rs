@@ -299,3 +299,57 @@ async fn reading_a_tool_call_without_await_says_to_add_await() {
         .await;
     assert_eq!(returned.value()["value"], json!(5), "{}", returned.text());
 }
+
+#[tokio::test]
+async fn code_written_for_another_environment_gets_an_error_that_says_what_to_do_instead() {
+    let server = Server::start().await;
+    for (code, name, needles) in [
+        (
+            "const fs = require('fs')",
+            "ReferenceError",
+            &[
+                "require is not defined — ",
+                "not a module",
+                "servers.<server>.<tool>(args)",
+            ][..],
+        ),
+        (
+            "import fs from 'fs'",
+            "SyntaxError",
+            &["not a module", "`return` the answer"][..],
+        ),
+        ("export default 1", "SyntaxError", &["not a module"][..]),
+        (
+            "await callTool('fs', 'read_file', {})",
+            "ReferenceError",
+            &["mcp.tools.call(server, tool, args)"][..],
+        ),
+        (
+            "await search_tools('read')",
+            "ReferenceError",
+            &["mcp.tools.search(query)"][..],
+        ),
+        (
+            "await fetch('https://example.com')",
+            "ReferenceError",
+            &["no network"][..],
+        ),
+    ] {
+        let result = server.execute(code).await;
+        assert_eq!(result.error_name(), name, "{code}: {}", result.text());
+        result.assert_message_contains(needles);
+    }
+    // A name from an earlier call: locals do not persist.
+    assert!(
+        !server
+            .execute("const rows = [1, 2]; rows.length")
+            .await
+            .is_error()
+    );
+    let later = server.execute("rows.length").await;
+    assert_eq!(later.error_name(), "ReferenceError");
+    later.assert_message_contains(&[
+        "rows is not defined — names do not persist between calls",
+        "mcp.state",
+    ]);
+}

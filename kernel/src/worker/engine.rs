@@ -494,6 +494,7 @@ impl Engine {
             Ok(PromiseState::Rejected(reason)) => {
                 let (name, message, stack) = self.describe(&reason);
                 let stack = stack.map(|s| self.positions.map_stack(&s));
+                let message = super::hints::with_hint(&name, message);
                 self.fail(id, ErrorKind::Js(name), message, stack, false)
             }
             Ok(PromiseState::Pending) => self.fail(
@@ -511,12 +512,14 @@ impl Engine {
                 } else {
                     "SyntaxError"
                 };
+                let message = super::hints::with_hint(name, message);
                 self.fail(id, ErrorKind::Js(name.to_owned()), message, None, false)
             }
             Err(RunError::Syntax(e)) => {
                 let message = e.to_string();
                 let name = message.split(':').next().unwrap_or("SyntaxError").to_owned();
                 let message = message.split_once(": ").map_or(message.clone(), |(_, m)| m.to_owned());
+                let message = super::hints::with_hint(&name, message);
                 self.fail(id, ErrorKind::Js(name), message, None, false)
             }
             Err(RunError::Abort(Abort::Engine(e))) => {

@@ -10,6 +10,7 @@
 
 mod engine;
 mod executor;
+mod hints;
 mod inbound;
 mod outbound;
 pub(crate) mod shape;

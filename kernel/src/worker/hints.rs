@@ -1,0 +1,96 @@
+//! What to do instead, appended to the errors agents hit when they write code for another
+//! environment: Node's modules, other code-mode dialects (`callTool`, `codemode.x`,
+//! `search_tools` inside code), browser or Node globals, or a name from an earlier call.
+//!
+//! Only the error's message changes (`<message> — <hint>`); its name and stack stay the
+//! engine's. Matched on Boa 0.22's wording: `X is not defined` (ReferenceError), `unexpected
+//! token 'export'` and `… in import.meta` (SyntaxError), `module resolution is disabled`
+//! (TypeError, from `import()`).
+
+/// Where to find upstream tools, said in every hint.
+const TOOLS: &str = "call upstream tools as `await servers.<server>.<tool>(args)` (find them with `await mcp.tools.search(query)`)";
+
+/// `message` with a hint appended when the error is one of the classes above.
+pub(crate) fn with_hint(name: &str, message: String) -> String {
+    match hint(name, &message) {
+        Some(hint) => format!("{message} — {hint}"),
+        None => message,
+    }
+}
+
+fn hint(name: &str, message: &str) -> Option<String> {
+    let module = "the code is the body of an async function, not a module: there is no import, export or require";
+    match name {
+        "ReferenceError" => {
+            let identifier = message.strip_suffix(" is not defined")?;
+            Some(match identifier {
+                "require" | "module" | "exports" | "define" | "__dirname" | "__filename" => {
+                    format!("{module}; {TOOLS}")
+                }
+                "callTool" | "call_tool" | "codemode" | "tools" | "client" | "mcp_call" => {
+                    format!("{TOOLS}, or use `await mcp.tools.call(server, tool, args)`")
+                }
+                "search_tools" | "searchTools" | "list_tools" | "listTools" => {
+                    "in code, search with `await mcp.tools.search(query)` and list with `await mcp.tools.list()`".to_owned()
+                }
+                "fetch" | "process" | "Deno" | "Bun" | "window" | "document" | "XMLHttpRequest"
+                | "Buffer" => format!(
+                    "this sandbox has no network, process, DOM or Buffer: reach data through the upstream tools; {TOOLS}"
+                ),
+                _ => format!(
+                    "names do not persist between calls: keep values in `mcp.state` and helpers as skills; {TOOLS}"
+                ),
+            })
+        }
+        "SyntaxError"
+            if message.contains("'export'")
+                || message.contains("'import'")
+                || message.contains("import.meta") =>
+        {
+            Some(format!("{module}; {TOOLS}, and `return` the answer"))
+        }
+        "TypeError" if message.contains("module resolution is disabled") => {
+            Some(format!("{module}; {TOOLS}"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_gets_its_hint_and_other_errors_none() {
+        let hinted = |name: &str, message: &str| with_hint(name, message.to_owned());
+        assert!(hinted("ReferenceError", "require is not defined").contains("not a module"));
+        assert!(hinted("ReferenceError", "callTool is not defined").contains("mcp.tools.call"));
+        assert!(
+            hinted("ReferenceError", "search_tools is not defined").contains("mcp.tools.search")
+        );
+        assert!(hinted("ReferenceError", "fetch is not defined").contains("no network"));
+        assert!(hinted("ReferenceError", "rows is not defined").contains("mcp.state"));
+        assert!(
+            hinted(
+                "SyntaxError",
+                "unexpected token 'export', primary expression at line 1, col 1"
+            )
+            .contains("not a module")
+        );
+        assert!(
+            hinted(
+                "TypeError",
+                "module resolution is disabled for this context"
+            )
+            .contains("not a module")
+        );
+        for (name, message) in [
+            ("TypeError", "not a callable function"),
+            ("ReferenceError", "cannot access 'x' before initialization"),
+            ("SyntaxError", "unexpected token ')'"),
+            ("Error", "require is not defined"),
+        ] {
+            assert_eq!(hinted(name, message), message);
+        }
+    }
+}
