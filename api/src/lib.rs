@@ -128,7 +128,6 @@ struct Started {
 /// starts the upstreams (in the background) and the session manager with its worker pool.
 async fn start(config: &ServeConfig) -> anyhow::Result<Started> {
     config.validate().context("invalid configuration")?;
-    tokens::warm_up();
     upstream::stdio::set_launcher(config.worker_exe.clone());
     let servers = match &config.upstream_config {
         Some(path) => upstream::config::load(path)?,

@@ -24,18 +24,9 @@ pub(crate) fn count(text: &str) -> usize {
     bpe().encode_ordinary(text).len()
 }
 
-/// Results up to this many bytes (text plus `structuredContent` JSON) are counted exactly;
-/// larger ones are estimated by [`estimate`] (~0.02 µs per byte). Exact counting cost
-/// 0.03–0.08 µs per byte on this project's samples (prose, logs; timed once, 2026-12-02, dev
-/// build), so this bound keeps it under ~40 µs, about 5% of a trivial `execute`, and the small
-/// results of most calls are exact.
+/// Texts up to this many bytes are counted exactly by [`count_or_estimate`] (what
+/// `mcp-kernel run` prints); larger ones are estimated.
 pub(crate) const EXACT_LIMIT_BYTES: usize = 512;
-
-/// Builds the encoder ahead of the first call (it takes ~0.2 s: it parses the embedded
-/// ranks), on a background thread.
-pub(crate) fn warm_up() {
-    std::thread::spawn(bpe);
-}
 
 /// `o200k_base` tokens of `text`: exact up to [`EXACT_LIMIT_BYTES`], estimated above.
 pub(crate) fn count_or_estimate(text: &str) -> usize {
@@ -46,9 +37,12 @@ pub(crate) fn count_or_estimate(text: &str) -> usize {
     }
 }
 
-/// What a tool result costs the model that reads it: `o200k_base` tokens of its text blocks
+/// What a tool result costs the model that reads it, in `o200k_base` tokens of its text blocks
 /// plus its `structuredContent` as compact JSON (`_meta` is not counted: clients do not show
-/// it to the model). Exact up to [`EXACT_LIMIT_BYTES`], estimated above.
+/// it to the model), always by [`estimate`]. The exact count cost about 50 µs per result in a
+/// release build (tiktoken-rs' regex pre-tokenisation: a cached `execute` took 0.128 ms p50
+/// with it and 0.078 ms without, measured 2026-12-02 with a raw stdio client), far over 5% of
+/// a call, and it would make the supervisor load the encoder's ranks.
 pub(crate) fn returned(result: &rmcp::model::CallToolResult) -> usize {
     let mut text = String::new();
     for block in &result.content {
@@ -59,7 +53,7 @@ pub(crate) fn returned(result: &rmcp::model::CallToolResult) -> usize {
     if let Some(structured) = &result.structured_content {
         text.push_str(&structured.to_string());
     }
-    count_or_estimate(&text)
+    estimate(&text)
 }
 
 /// Estimated `o200k_base` tokens of `text`, from runs of character classes the way the
