@@ -30,6 +30,8 @@ pub(crate) struct CallInfo<'a> {
     /// The cache tier that answered (`"l1"`, `"l2"`), or `None` when the code ran:
     /// `structuredContent.cached` is the tier or `false`.
     pub(crate) cached: Option<&'static str>,
+    /// Estimated tokens of the upstream replies the code read (`_meta.tokens.processed`).
+    pub(crate) processed_tokens: usize,
 }
 
 /// Maps a finished call to the tool result the agent sees.
@@ -40,6 +42,7 @@ pub(crate) fn call_result(
     outcome: CallOutcome,
     info: CallInfo<'_>,
 ) -> Result<CallToolResult, ErrorData> {
+    let processed_tokens = info.processed_tokens;
     let logs = logs_json(&outcome.logs);
     let duration_ms = u64::try_from(info.duration.as_millis()).unwrap_or(u64::MAX);
     let mut result = match outcome.result {
@@ -48,7 +51,10 @@ pub(crate) fn call_result(
     };
     let returned = crate::tokens::returned(&result);
     let mut meta = rmcp::model::JsonObject::new();
-    meta.insert("tokens".into(), json!({ "returned": returned }));
+    meta.insert(
+        "tokens".into(),
+        json!({ "returned": returned, "processed": processed_tokens }),
+    );
     result.meta = Some(meta.into());
     Ok(result)
 }
@@ -207,6 +213,7 @@ mod tests {
         duration: Duration::from_millis(12),
         max_result_bytes: 10,
         cached: None,
+        processed_tokens: 0,
     };
 
     fn text(result: &CallToolResult) -> &str {

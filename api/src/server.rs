@@ -153,6 +153,7 @@ impl KernelServer {
                 duration,
                 max_result_bytes: config.max_result_bytes,
                 cached: answer.cached,
+                processed_tokens: answer.processed_tokens,
             },
         )
     }

@@ -24,6 +24,7 @@ mod key;
 mod manager;
 mod router;
 mod store;
+mod tokens;
 
 pub use host::NoUpstreams;
 pub use key::{
@@ -39,6 +40,7 @@ pub use store::{
     Lease, Lookup, MemoryStore, RedisStore, SNAPSHOT_FORMAT, SessionMeta, Snapshot, Store,
     StoreConfig, StoreError, StoredSkill, ToolSchema,
 };
+pub use tokens::estimate_tokens;
 
 pub use mcpk_kernel::{
     CallError, CallOutcome, CallValue, ChildSet, CommittedState, Detail, ErrorKind, HostFuture,

@@ -148,6 +148,10 @@ pub struct Answer {
     pub outcome: CallOutcome,
     /// The cache tier that answered (`"l1"` or `"l2"`), or `None` when the code ran.
     pub cached: Option<&'static str>,
+    /// Estimated `o200k_base` tokens of what the code read from upstream tools and resources
+    /// in this call ([`crate::estimate_tokens`] of each reply's JSON): the data the model
+    /// never had to read. 0 for an answer from the cache.
+    pub processed_tokens: usize,
 }
 
 /// Limits and TTLs of the session manager. Durations are tokio time, so tests can pause it.
@@ -666,6 +670,7 @@ impl Shared {
                                 ),
                             ),
                             cached: None,
+                            processed_tokens: 0,
                         });
                     }
                     // The leader's entry, if it stored one that fits this session's state.
@@ -711,6 +716,7 @@ impl Shared {
                             ),
                         ),
                         cached: None,
+                        processed_tokens: 0,
                     });
                 }
                 worker
@@ -719,11 +725,13 @@ impl Shared {
         let library = self.library(&key.tenant, lease.skills_version).await?;
         let skills = (worker.skills_version() != Some(library.version))
             .then(|| SkillLibrary::clone(&library));
+        let processed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let router: Arc<dyn mcpk_kernel::HostHandler> = Arc::new(Router {
             key: key.clone(),
             connection: call.connection.clone(),
             shared: self.weak(),
             tools: self.tools.clone(),
+            processed: processed.clone(),
         });
         // The catalogue this run starts with keys its entry: one that changes mid-run must not
         // file a result computed from the old tools under the new version.
@@ -792,6 +800,7 @@ impl Shared {
         Ok(Answer {
             outcome,
             cached: None,
+            processed_tokens: processed.load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -886,6 +895,7 @@ impl Shared {
                 logs: entry.logs,
             },
             cached: Some(tier.label()),
+            processed_tokens: 0,
         })
     }
 

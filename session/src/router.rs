@@ -47,6 +47,8 @@ pub(crate) struct Router {
     pub(crate) connection: SessionKey,
     pub(crate) shared: Weak<Shared>,
     pub(crate) tools: Arc<dyn Tools>,
+    /// Estimated tokens of the upstream tool and resource replies this call read so far.
+    pub(crate) processed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl HostHandler for Router {
@@ -67,6 +69,16 @@ impl HostHandler for Router {
                         .upgrade()
                         .ok_or_else(|| "the server is shutting down".to_owned())?;
                     answer(&shared, &tools, &key, &connection, op).await
+                })
+            }
+            upstream @ (HostOp::CallTool { .. } | HostOp::ReadResource { .. }) => {
+                let reply = self.tools.call(upstream);
+                let processed = self.processed.clone();
+                Box::pin(async move {
+                    let value = reply.await?;
+                    let tokens = crate::estimate_tokens(&value.to_string());
+                    processed.fetch_add(tokens, std::sync::atomic::Ordering::Relaxed);
+                    Ok(value)
                 })
             }
             other => self.tools.call(other),

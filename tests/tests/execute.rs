@@ -346,3 +346,65 @@ async fn code_written_for_another_environment_gets_an_error_that_says_what_to_do
         "mcp.state",
     ]);
 }
+
+#[tokio::test]
+async fn meta_says_how_many_tokens_of_upstream_data_the_code_read_without_the_model() {
+    let dir = mcpk_tests::upstream::TempDir::new("processed-tokens");
+    // 2,000 log lines through server-filesystem; the code returns one number.
+    let log: String = (0..2000)
+        .map(|i| {
+            format!(
+                "2026-12-02T03:00:{:02}Z {} request {i} took {}ms\n",
+                i % 60,
+                ["INFO", "ERROR"][i % 2],
+                i % 97
+            )
+        })
+        .collect();
+    dir.write("files/app.log", &log);
+    let config = mcpk_tests::upstream::write_config(
+        &dir,
+        json!({"fs": mcpk_tests::upstream::filesystem_entry(&dir.join("files"))}),
+    );
+    let server = Server::start_with_upstreams(&config, &[], &[], &["fs"]).await;
+    let path = mcpk_tests::upstream::utf8(&dir.join("files/app.log")).to_owned();
+    let result = server
+        .execute_with(json!({
+            "code": format!("const {{content}} = await servers.fs.read_text_file({{path: {path:?}}}); \
+                             return content.split('\\n').filter(l => l.includes('ERROR')).length"),
+            "cache": "off",
+        }))
+        .await;
+    assert_eq!(result.value(), &json!(1000), "{}", result.text());
+    let tokens = &result
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("tokens"))
+        .cloned()
+        .expect("_meta.tokens");
+    let processed = tokens["processed"].as_u64().expect("processed");
+    let returned = tokens["returned"].as_u64().expect("returned");
+    // The reply held the whole log (as JSON): within 25% of its exact token count.
+    let bpe = tiktoken_rs::o200k_base().expect("o200k_base");
+    let exact = bpe
+        .encode_ordinary(&json!({"content": log}).to_string())
+        .len() as f64;
+    assert!(
+        (processed as f64 / exact - 1.0).abs() <= 0.25,
+        "processed {processed}, exact {exact}"
+    );
+    assert!(
+        returned * 50 < processed,
+        "returned {returned}, processed {processed}"
+    );
+    // A call that reads nothing upstream processed nothing.
+    let plain = server.execute("return 1").await;
+    assert_eq!(
+        plain
+            .meta
+            .as_ref()
+            .and_then(|m| m.get("tokens"))
+            .map(|t| t["processed"].clone()),
+        Some(json!(0))
+    );
+}
