@@ -160,3 +160,45 @@ async fn committed_state_is_plain_json_in_the_next_call() {
         &json!(["undefined", "1970-01-01T00:00:00.000Z", false])
     );
 }
+
+#[tokio::test]
+async fn values_that_json_would_change_are_named_in_a_warning_at_commit() {
+    let server = Server::start().await;
+    let stored = server
+        .execute(
+            "mcp.state.byId = new Map([[1, 'a']]); mcp.state.when = new Date(0); \
+             mcp.state.cfg = {tags: new Set([1]), ok: [1, 2]}; mcp.state.f = () => 1; \
+             mcp.state.plain = {a: [1, {b: 'c'}]}; return 'stored'",
+        )
+        .await;
+    assert_eq!(stored.value(), &json!("stored"), "{}", stored.text());
+    let warnings: Vec<String> = stored
+        .logs()
+        .into_iter()
+        .filter(|(level, _)| level == "warn")
+        .map(|(_, message)| message)
+        .collect();
+    for needle in [
+        "mcp.state.byId holds a Map, which mcp.state keeps as JSON: {}",
+        "mcp.state.when holds a Date, which mcp.state keeps as JSON: its ISO string",
+        "mcp.state.cfg.tags holds a Set",
+        "mcp.state.f holds a function",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(needle)),
+            "{needle}: {warnings:#?}"
+        );
+    }
+    assert_eq!(warnings.len(), 4, "plain data is not named: {warnings:#?}");
+    // What the next call finds, as the warnings said; reading it warns no more.
+    let next = server
+        .execute("[mcp.state.byId, mcp.state.when, 'f' in mcp.state, mcp.state.plain.a[1].b]")
+        .await;
+    assert_eq!(
+        next.value(),
+        &json!([{}, "1970-01-01T00:00:00.000Z", false, "c"]),
+        "{}",
+        next.text()
+    );
+    assert!(next.logs().is_empty(), "{:?}", next.logs());
+}

@@ -443,6 +443,44 @@
   function keyPath(k) {
     return /^[A-Za-z_$][\w$]*$/.test(k) ? `mcp.state.${k}` : `mcp.state[${stringify(k)}]`;
   }
+  // A value JSON keeps as something else (so the next call gets another thing back), as
+  // [what it is, what it becomes]; undefined for plain data. Checked on each committed key's
+  // value and its first 64 entries, and reported as a warn log naming the path.
+  const lossyKinds = [
+    [Map, 'a Map', '{}'], [Set, 'a Set', '{}'], [WeakMap, 'a WeakMap', '{}'], [WeakSet, 'a WeakSet', '{}'],
+    [Date, 'a Date', 'its ISO string'], [RegExp, 'a RegExp', '{}'], [Promise, 'a Promise', '{}'],
+  ];
+  function lossy(v) {
+    if (typeof v === 'function') return ['a function', 'nothing (it is dropped)'];
+    if (v === null || typeof v !== 'object' || isArray(v)) return undefined;
+    const proto = getPrototypeOf(v);
+    if (proto === ObjectProto || proto === null) return undefined;
+    for (let i = 0; i < lossyKinds.length; i++) {
+      if (v instanceof lossyKinds[i][0]) return [lossyKinds[i][1], lossyKinds[i][2]];
+    }
+    if (v instanceof ErrorC || typeof v.toJSON === 'function') return undefined;
+    return ['a class instance', 'a plain object without its prototype or methods'];
+  }
+  function warnLossy(v, path) {
+    const found = [];
+    const here = lossy(v);
+    if (here !== undefined) found[found.length] = [path, here];
+    else if (v !== null && typeof v === 'object') {
+      const keys = isArray(v) ? [] : rOwnKeys(v);
+      const n = isArray(v) ? v.length : keys.length;
+      for (let i = 0; i < n && i < 64; i++) {
+        const key = isArray(v) ? i : keys[i];
+        if (typeof key === 'symbol') continue;
+        const child = lossy(v[key]);
+        if (child !== undefined) found[found.length] = [isArray(v) ? `${path}[${i}]` : `${path}.${StringC(key)}`, child];
+      }
+    }
+    for (let i = 0; i < found.length; i++) {
+      const [where, [what, becomes]] = found[i];
+      emit('warn', `${where} holds ${what}, which mcp.state keeps as JSON: ${becomes}. The next call gets that back; store plain data (Object.fromEntries(map), [...set], date.toISOString()).`);
+    }
+  }
+
   // The JSON text of one top-level value, or undefined when JSON omits it (undefined,
   // functions, symbols). Errors name the key.
   function serializeKey(holder, k, maxDepth) {
@@ -453,6 +491,7 @@
       const d = describe(e);
       throw new TypeErrorC(`${keyPath(k)} could not be read: ${d[0]}: ${d[1]}`);
     }
+    try { warnLossy(v, keyPath(k)); } catch (_) { /* a getter that throws is reported below */ }
     if (v === undefined || typeof v === 'function' || typeof v === 'symbol') return undefined;
     // The engine's plain stringify first (several times faster than the guarded serialiser,
     // whose replacer runs for every value); the worker checks the nesting of changed values.
