@@ -408,3 +408,24 @@ async fn meta_says_how_many_tokens_of_upstream_data_the_code_read_without_the_mo
         Some(json!(0))
     );
 }
+
+#[tokio::test]
+async fn the_servers_proxies_turned_into_strings_say_how_to_use_them() {
+    let server = Server::start().await;
+    let described = server
+        .execute("[String(servers), `${servers.fs}`, servers['my-server'] + '']")
+        .await;
+    assert_eq!(
+        described.value(),
+        &json!([
+            "[servers: call upstream tools as await servers.<server>.<tool>(args); list them with await mcp.tools.list()]",
+            "[servers.fs: call its tools as await servers.fs.<tool>(args); list them with await mcp.tools.list({server: \"fs\"})]",
+            "[servers[\"my-server\"]: call its tools as await servers[\"my-server\"].<tool>(args); list them with await mcp.tools.list({server: \"my-server\"})]",
+        ]),
+        "{}",
+        described.text()
+    );
+    // No tool named toString or valueOf was called (nothing was logged as an unhandled
+    // rejection).
+    assert!(described.logs().is_empty(), "{:?}", described.logs());
+}

@@ -213,14 +213,34 @@
       throw new TypeErrorC(`${what} returns a Promise: add await, as in (await ${what}).${key}`);
     },
   });
-  const serverProxy = (server) => new ProxyC(Object.freeze(Object.create(null)), {
-    get(_, tool) {
-      if (notATool(tool)) return undefined;
-      return (args) => unawaited(callTool(server, tool, args), `servers.${server}.${tool}(…)`);
-    },
-  });
+  // Turned into a string (`String(servers)`, a template), the proxies say how to use them
+  // instead of calling tools named `toString` and `valueOf` (those stay reachable through
+  // `mcp.tools.call`).
+  const described = (text) => {
+    const say = () => text;
+    return (key) => (key === 'toString' || key === 'valueOf' || key === Symbol.toPrimitive ? say : undefined);
+  };
+  // `base.name`, or `base["name"]` when the name is not an identifier.
+  const member = (base, name) => (/^[A-Za-z_$][\w$]*$/.test(name) ? `${base}.${name}` : `${base}[${stringify(name)}]`);
+  const serverProxy = (server) => {
+    const path = member('servers', server);
+    const say = described(`[${path}: call its tools as await ${path}.<tool>(args); list them with await mcp.tools.list({server: ${stringify(server)}})]`);
+    return new ProxyC(Object.freeze(Object.create(null)), {
+      get(_, tool) {
+        const text = say(tool);
+        if (text !== undefined) return text;
+        if (notATool(tool)) return undefined;
+        return (args) => unawaited(callTool(server, tool, args), `${member(path, tool)}(…)`);
+      },
+    });
+  };
+  const sayServers = described('[servers: call upstream tools as await servers.<server>.<tool>(args); list them with await mcp.tools.list()]');
   const servers = new ProxyC(Object.freeze(Object.create(null)), {
-    get(_, server) { return notATool(server) ? undefined : serverProxy(server); },
+    get(_, server) {
+      const text = sayServers(server);
+      if (text !== undefined) return text;
+      return notATool(server) ? undefined : serverProxy(server);
+    },
   });
 
   // ---- effects ----
