@@ -256,6 +256,40 @@ impl Server {
         json!({ "tools": tools })
     }
 
+    /// Calls the fixture's `grow_echo` from `session`, then waits for the event that follows:
+    /// the catalogue lists `echo` with its grown schema (a `loud` field). Polls with the
+    /// result cache off.
+    ///
+    /// # Panics
+    /// When `grow_echo` fails, or the schema has not changed within [`crate::REQUEST_DEADLINE`].
+    pub async fn grow_fixture_echo(&self, session: &str) {
+        let grown = self
+            .execute_in(session, "await servers.fixture.grow_echo({})")
+            .await;
+        assert!(
+            !crate::ExecuteResult::is_error(&grown),
+            "grow_echo: {grown:?}"
+        );
+        let deadline = Instant::now() + crate::REQUEST_DEADLINE;
+        loop {
+            let listed = self
+                .execute_with(json!({
+                    "code": "JSON.stringify((await mcp.tools.list({server: 'fixture', detail: 'full'})).find(t => t.name === 'echo'))",
+                    "session": session,
+                    "cache": "off",
+                }))
+                .await;
+            if crate::ExecuteResult::value(&listed)
+                .as_str()
+                .is_some_and(|s| s.contains("loud"))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "echo's schema never changed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until every server in `names` has at least one tool in the catalogue, and returns
     /// the catalogue then.
     ///

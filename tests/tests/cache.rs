@@ -307,29 +307,7 @@ async fn a_catalogue_change_during_a_run_does_not_file_its_result_under_the_new_
     let change = async {
         // The run has read the old catalogue.
         assert_eq!(meet("read").await.value(), &json!(2));
-        let grown = server
-            .execute_in("changer", "await servers.fixture.grow_echo({})")
-            .await;
-        assert!(!grown.is_error(), "{}", grown.text());
-        // The event: the catalogue lists echo's grown schema.
-        let deadline = tokio::time::Instant::now() + mcpk_tests::REQUEST_DEADLINE;
-        loop {
-            let listed = server
-                .execute_with(json!({
-                    "code": "JSON.stringify((await mcp.tools.list({server: 'fixture', detail: 'full'})).find(t => t.name === 'echo'))",
-                    "session": "changer",
-                    "cache": "off",
-                }))
-                .await;
-            if listed.value().as_str().is_some_and(|s| s.contains("loud")) {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "echo's schema never changed"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        server.grow_fixture_echo("changer").await;
         assert_eq!(meet("release").await.value(), &json!(2));
     };
     let (ran, ()) = tokio::join!(run, change);

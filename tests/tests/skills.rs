@@ -2,8 +2,6 @@
 //! session of the tenant and after a restart (Redis), refused when it does not parse, listed
 //! as `skill://` resources and by `search_tools`, and warning when a tool it calls changed.
 
-use std::time::Duration;
-
 use mcpk_tests::upstream::{TempDir, fixture_entry, write_config};
 use mcpk_tests::{ExecuteResult as _, Server, kill_9, unique_prefix};
 use rmcp::model::ReadResourceRequestParams;
@@ -169,27 +167,7 @@ async fn a_skill_warns_when_a_tool_it_calls_changed_its_schema() {
     );
     assert!(saved.logs().is_empty(), "{:?}", saved.logs());
 
-    assert!(
-        !server
-            .execute("await servers.fixture.grow_echo({})")
-            .await
-            .is_error()
-    );
-    // The event: the catalogue lists echo's grown schema.
-    let deadline = tokio::time::Instant::now() + mcpk_tests::REQUEST_DEADLINE;
-    loop {
-        let listed = server
-            .execute("const [t] = await mcp.tools.list({server: 'fixture', detail: 'full'}).then(ts => ts.filter(t => t.name === 'echo')); return JSON.stringify(t)")
-            .await;
-        if listed.value().as_str().is_some_and(|s| s.contains("loud")) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "echo's schema never changed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    server.grow_fixture_echo("default").await;
     let warned = server.execute("return skills.shout('again')").await;
     assert_eq!(warned.value(), &json!("again"), "{}", warned.text());
     let logs = warned.logs();
