@@ -484,6 +484,9 @@ pub async fn pipelined(requests: &[Value]) -> std::collections::HashMap<u64, Val
 pub trait ExecuteResult {
     /// The text of the single text content block.
     fn text(&self) -> &str;
+    /// What a client shows the model: the text, then `structuredContent` as compact JSON
+    /// (nothing when there is none). Token counts are taken over this.
+    fn seen_by_model(&self) -> String;
     /// `structuredContent`.
     fn structured(&self) -> &Value;
     /// Whether `isError` is true.
@@ -512,6 +515,15 @@ pub trait ExecuteResult {
 }
 
 impl ExecuteResult for CallToolResult {
+    fn seen_by_model(&self) -> String {
+        let structured = self
+            .structured_content
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default();
+        format!("{}{structured}", self.text())
+    }
+
     fn text(&self) -> &str {
         assert_eq!(
             self.content.len(),

@@ -209,14 +209,8 @@ async fn each_result_says_in_meta_what_it_costs_the_model_in_tokens() {
     // Text plus structuredContent, estimated within 25% of the exact o200k_base count.
     let bpe = tiktoken_rs::o200k_base().expect("o200k_base");
     let within = |result: &rmcp::model::CallToolResult| {
-        let seen = format!(
-            "{}{}",
-            result.text(),
-            result
-                .structured_content
-                .as_ref()
-                .expect("structuredContent")
-        );
+        assert!(result.structured_content.is_some(), "{result:?}");
+        let seen = result.seen_by_model();
         // Not in structuredContent, which the model reads.
         assert!(!seen.contains("tokens"), "{seen}");
         let exact = bpe.encode_ordinary(&seen).len() as f64;

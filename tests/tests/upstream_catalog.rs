@@ -510,15 +510,7 @@ async fn five_signatures_cost_at_most_200_tokens() {
             .search_tools(json!({"query": query, "server": server_name, "limit": 5}))
             .await;
         // What a client sees: the text and (here none) structuredContent.
-        let seen = format!(
-            "{}{}",
-            result.text(),
-            result
-                .structured_content
-                .as_ref()
-                .map(Value::to_string)
-                .unwrap_or_default()
-        );
+        let seen = result.seen_by_model();
         let tools = result
             .text()
             .lines()
