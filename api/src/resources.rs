@@ -110,7 +110,11 @@ pub(crate) async fn read(
         let t = catalog
             .find(server, tool)
             .ok_or_else(|| not_found(expected))?;
-        return Ok(text(uri, t.declaration.clone(), "application/typescript"));
+        return Ok(text(
+            uri,
+            t.current_declaration().into_owned(),
+            "application/typescript",
+        ));
     }
     if let Some(name) = uri.strip_prefix(SKILL_SCHEME) {
         let skill = sessions

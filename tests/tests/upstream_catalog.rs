@@ -545,3 +545,113 @@ async fn a_listing_that_does_not_show_every_tool_says_how_many_there_are() {
         .await;
     assert_eq!(all.text().lines().count(), 9, "{}", all.text());
 }
+
+/// The `tool://` declaration of `server.tool`.
+async fn declaration_of(server: &Server, server_name: &str, tool: &str) -> String {
+    let uri = format!("tool://{server_name}/{tool}.d.ts");
+    let read = server
+        .client()
+        .read_resource(ReadResourceRequestParams::new(uri.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("read {uri}: {e}"));
+    let contents = serde_json::to_value(&read.contents).expect("JSON");
+    contents[0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The `signatures` line of `server.tool` in a `search_tools` listing.
+async fn listed_signature(server: &Server, server_name: &str, tool: &str) -> String {
+    let result = server
+        .search_tools(json!({"query": tool, "server": server_name, "limit": 100}))
+        .await;
+    let prefix = format!("servers.{server_name}.{tool}(");
+    result
+        .text()
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("{prefix} not listed: {}", result.text()))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn tools_without_an_output_schema_get_the_return_type_their_results_show() {
+    let dir = TempDir::new("observed-types");
+    let config = write_config(&dir, json!({"fixture": fixture_entry(&[])}));
+    let server = Server::start_with_upstreams(&config, &[], &[], &["fixture"]).await;
+    // Before any call: unknown.
+    assert!(
+        listed_signature(&server, "fixture", "echo")
+            .await
+            .ends_with("): Promise<unknown>")
+    );
+    // Three results, with a field that only some have, a small enum seen in every result, and
+    // a secret seen in every result.
+    let code = "for (const extra of [{}, {tags: ['a']}, {}]) \
+                { await servers.fixture.echo({value: {kind: 'file', token: 'sk-9f8e7d6c5b4a', size: 1, ...extra}}); \
+                  await servers.fixture.echo({value: {kind: 'directory', token: 'sk-9f8e7d6c5b4a', size: 2}}) } \
+                return 'ok'";
+    assert_eq!(server.execute(code).await.value(), &json!("ok"));
+    let expected = "Promise<{value: {kind: \"directory\" | \"file\"; size: number; token: string; tags?: string[]}}> /* observed */";
+    // A listing cuts return types to one level; code sees the whole signature, and the
+    // tool:// declaration says how many results it was learned from.
+    let listed = listed_signature(&server, "fixture", "echo").await;
+    assert!(
+        listed.ends_with("Promise<{value: {…}}> /* observed */"),
+        "{listed}"
+    );
+    let in_code = server
+        .execute("(await mcp.tools.search('echo', {server: 'fixture', limit: 1}))[0].signature")
+        .await;
+    assert!(
+        in_code
+            .value()
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(expected),
+        "{:?}",
+        in_code.value()
+    );
+    let declaration = declaration_of(&server, "fixture", "echo").await;
+    assert!(
+        declaration.contains(
+            "Promise<{value: {kind: \"directory\" | \"file\"; size: number; token: string; tags?: string[]}}>; /* observed in 6 results: the server declares no outputSchema */"
+        ),
+        "{declaration}"
+    );
+    assert!(!listed.contains("sk-") && !declaration.contains("sk-"));
+    // A tool with an outputSchema keeps its declared type.
+    server
+        .execute("await servers.fixture.structured({n: 2})")
+        .await
+        .value();
+    let structured = listed_signature(&server, "fixture", "structured").await;
+    assert!(
+        structured.ends_with("Promise<{n: number; doubled: number}>"),
+        "{structured}"
+    );
+}
+
+#[tokio::test]
+async fn the_reference_servers_tools_get_observed_return_types() {
+    let dir = TempDir::new("observed-reference");
+    let server = reference_servers(&dir).await;
+    // server-everything declares no outputSchema for `echo` and `get-sum`; `echo` answers text.
+    server
+        .execute("await servers.everything.echo({message: 'hi'}); await servers.everything['get-sum']({a: 1, b: 2})")
+        .await
+        .value();
+    for (tool, expected) in [
+        ("echo", "Promise<string> /* observed */"),
+        ("get-sum", "Promise<string> /* observed */"),
+    ] {
+        let result = server
+            .search_tools(json!({"query": tool, "server": "everything", "limit": 100}))
+            .await;
+        let line = result
+            .text()
+            .lines()
+            .find(|l| l.contains(&format!("[\"{tool}\"](")) || l.contains(&format!(".{tool}(")))
+            .unwrap_or_else(|| panic!("{tool} not listed: {}", result.text()))
+            .to_owned();
+        assert!(line.ends_with(expected), "{line}");
+    }
+}

@@ -4,7 +4,9 @@
 //! - `signature`: TypeScript-style signatures and `.d.ts` declarations from JSON Schema;
 //! - `rank`: BM25 ranking over tool names and descriptions.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::{Mutex, PoisonError};
 
 use rmcp::model::Tool;
 use serde_json::{Value, json};
@@ -12,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 pub(crate) use mcpk_session::Detail;
 
+mod observed;
 mod rank;
 mod signature;
 
@@ -19,16 +22,23 @@ use rank::SearchIndex;
 pub(crate) use signature::{declaration, signature};
 
 /// One upstream tool, with its TypeScript signature and `.d.ts` declaration generated once,
-/// when the catalogue version that holds it is built (never per listing or search).
-#[derive(Debug, Clone)]
+/// when the catalogue version that holds it is built (never per listing or search), and the
+/// return type learned from its results while this version is current when it declares no
+/// `outputSchema` (`observed`).
+#[derive(Debug)]
 pub(crate) struct CatalogTool {
     pub(crate) server: String,
     pub(crate) tool: Tool,
-    /// `signature(server, tool)`: one TypeScript line.
+    /// `signature(server, tool)`: one TypeScript line, `Promise<unknown>` without an
+    /// `outputSchema`; [`CatalogTool::current_signature`] adds what was learned.
     pub(crate) signature: String,
     /// `declaration(server, tool)`: the `.d.ts` text with docs.
     pub(crate) declaration: String,
+    observed: Mutex<observed::Observed>,
 }
+
+/// The return type of a signature or declaration generated without an `outputSchema`.
+const UNKNOWN_RETURN: &str = "Promise<unknown>";
 
 impl CatalogTool {
     /// The tool with its signature and declaration generated.
@@ -38,6 +48,63 @@ impl CatalogTool {
             declaration: declaration(&server, &tool),
             server,
             tool,
+            observed: Mutex::default(),
+        }
+    }
+
+    /// Learns from one successful result (the value agent code received), when the tool
+    /// declares no `outputSchema`. Keeps only its shape; see [`observed`] for what is kept
+    /// and the bounds.
+    pub(crate) fn observe(&self, value: &Value) {
+        if self.tool.output_schema.is_none() {
+            self.observed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .add(value);
+        }
+    }
+
+    /// The learned return type and the number of results it was learned from, or `None`
+    /// when the tool declares an `outputSchema` or has not returned yet.
+    fn observed_type(&self) -> Option<(String, u32)> {
+        if self.tool.output_schema.is_some() {
+            return None;
+        }
+        let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
+        let samples = observed.samples();
+        observed.type_text().map(|t| (t.to_owned(), samples))
+    }
+
+    /// [`CatalogTool::signature`] with the learned return type, marked
+    /// `Promise<T> /* observed */`, in place of `Promise<unknown>`.
+    pub(crate) fn current_signature(&self) -> Cow<'_, str> {
+        match (
+            self.observed_type(),
+            self.signature.strip_suffix(UNKNOWN_RETURN),
+        ) {
+            (Some((returns, _)), Some(call)) => {
+                Cow::Owned(format!("{call}Promise<{returns}> /* observed */"))
+            }
+            _ => Cow::Borrowed(&self.signature),
+        }
+    }
+
+    /// [`CatalogTool::declaration`] with the learned return type in place of
+    /// `Promise<unknown>`, and a comment saying how many results it was learned from.
+    pub(crate) fn current_declaration(&self) -> Cow<'_, str> {
+        let pattern = format!("{UNKNOWN_RETURN};");
+        match self.observed_type() {
+            Some((returns, samples)) if self.declaration.contains(&pattern) => {
+                Cow::Owned(self.declaration.replacen(
+                    &pattern,
+                    &format!(
+                        "Promise<{returns}>; /* observed in {samples} result{}: the server declares no outputSchema */",
+                        if samples == 1 { "" } else { "s" }
+                    ),
+                    1,
+                ))
+            }
+            _ => Cow::Borrowed(&self.declaration),
         }
     }
 }
@@ -180,7 +247,7 @@ pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
         Detail::Signatures => json!({
             "server": t.server,
             "name": t.tool.name,
-            "signature": t.signature,
+            "signature": t.current_signature(),
             "description": summary(description),
         }),
         Detail::Full => json!({
@@ -188,7 +255,7 @@ pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
             "name": t.tool.name,
             "title": t.tool.title,
             "description": description,
-            "signature": t.signature,
+            "signature": t.current_signature(),
             "inputSchema": t.tool.input_schema,
             "outputSchema": t.tool.output_schema,
             "annotations": t.tool.annotations,
@@ -210,10 +277,10 @@ pub(crate) fn render(tools: &[&CatalogTool], detail: Detail) -> String {
                 if !summary.is_empty() {
                     let _ = writeln!(out, "// {summary}");
                 }
-                let _ = writeln!(out, "{}", listing_signature(&t.signature));
+                let _ = writeln!(out, "{}", listing_signature(&t.current_signature()));
             }
             Detail::Full => {
-                let _ = writeln!(out, "{}", t.declaration);
+                let _ = writeln!(out, "{}", t.current_declaration());
             }
         }
     }

@@ -128,7 +128,11 @@ async fn call_tool(
         .get(server)
         .ok_or_else(|| unknown_server(upstreams, server))?;
     let (peer, tools) = upstream.ready(upstreams.limits.connect_timeout).await?;
-    let Some(definition) = tools.iter().find(|t| t.name == tool) else {
+    let Some(definition) = tools
+        .iter()
+        .find(|t| t.name == tool)
+        .or_else(|| spelled_alike(&tools, tool))
+    else {
         let catalog = upstreams.catalog();
         let near: Vec<String> = catalog
             .search(tool, Some(server), Some(3))
@@ -156,6 +160,8 @@ async fn call_tool(
         };
         return Err(format!("server `{server}` has no tool `{tool}`{hint}"));
     };
+    // The tool's own name from here on (`getSum` written for `get-sum`).
+    let tool: &str = &definition.name;
     let Value::Object(args) = args else {
         return Err("`args` must be an object".to_owned());
     };
@@ -192,7 +198,34 @@ async fn call_tool(
     if outcome.is_error == Some(true) {
         return Err(result::error_message(&outcome));
     }
-    Ok(result::value_of(&outcome))
+    let value = result::value_of(&outcome);
+    if definition.output_schema.is_none()
+        && let Some(t) = upstreams.catalog().find(server, tool)
+    {
+        t.observe(&value);
+    }
+    Ok(value)
+}
+
+/// The one tool whose name equals `written` once case, `-`, `_` and `.` are ignored: code
+/// cannot write `servers.everything.get-sum`, so it writes `getSum` or `get_sum`. `None` when
+/// no tool or more than one matches.
+fn spelled_alike<'a>(
+    tools: &'a [rmcp::model::Tool],
+    written: &str,
+) -> Option<&'a rmcp::model::Tool> {
+    let key = |name: &str| -> String {
+        name.chars()
+            .filter(|c| !matches!(c, '-' | '_' | '.'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = key(written);
+    let mut matching = tools.iter().filter(|t| key(&t.name) == wanted);
+    match (matching.next(), matching.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
 }
 
 async fn read_resource(
