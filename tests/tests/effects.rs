@@ -71,6 +71,11 @@ async fn pure_code_has_no_effects() {
         "queueMicrotask(() => {}); await null; 1",
         "mcp.state.k = 1",
         "new WeakMap().set({}, 1); 1",
+        "btoa('hi') + atob('aGk=')",
+        "new TextDecoder().decode(new TextEncoder().encode('é')).length",
+        "new URL('../d?e=1', 'https://a.example/b/c').href",
+        "structuredClone({a: [1]}).a[0]",
+        "const c = new AbortController(); c.abort('x'); c.signal.aborted",
     ] {
         assert_eq!(
             effects(&mut worker, code).await,
@@ -116,6 +121,8 @@ async fn randomness_and_timers_are_recorded() {
         "const r = Math.random; r()",
         "new WeakRef({}).deref(); 1",
         "new FinalizationRegistry(() => {}); 1",
+        "crypto.randomUUID()",
+        "const { randomUUID } = crypto; randomUUID()",
     ] {
         assert_eq!(effects(&mut worker, code).await, random, "{code}");
     }

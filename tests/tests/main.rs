@@ -11,6 +11,7 @@ mod cross_session;
 mod deadlines;
 mod effects;
 mod execute;
+mod first_tries;
 mod hibernation;
 mod host;
 mod json;

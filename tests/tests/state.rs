@@ -88,7 +88,11 @@ async fn a_stack_names_the_users_lines_and_columns_and_not_the_wrapper() {
         .await;
     assert_eq!(result.error_name(), "TypeError");
     let stack = result.error()["stack"].as_str().expect("a stack");
-    let frames: Vec<&str> = stack.lines().map(str::trim).collect();
+    // The failing line and a caret under the failing column come first.
+    let lines: Vec<&str> = stack.lines().collect();
+    assert_eq!(lines[0], "  2 |   return x.missing.field;", "{stack}");
+    assert_eq!(lines[1], "    |                    ^", "{stack}");
+    let frames: Vec<&str> = lines[2..].iter().map(|l| l.trim()).collect();
     // Line and column of each frame as the user wrote them: `f()` is the last line, which
     // the kernel turned into `return f()`, and the wrapper's own frame is gone.
     assert_eq!(frames.len(), 3, "{stack}");

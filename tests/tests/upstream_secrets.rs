@@ -70,7 +70,9 @@ async fn an_expanded_secret_reaches_its_upstream_and_nothing_the_sandbox_can_see
              }}
            }} catch (e) {{ seen.push(String(e)); }}
          }}
-         seen.push(JSON.stringify(mcp), JSON.stringify(servers));
+         for (const v of [mcp, servers]) {{
+           try {{ seen.push(JSON.stringify(v)); }} catch (e) {{ seen.push(String(e)); }}
+         }}
          for (const call of [() => servers.remote.anything(), () => servers.nope.x(), () => mcp.resources.read('x://y')]) {{
            try {{ await call(); }} catch (e) {{ seen.push(e.message); }}
          }}

@@ -286,7 +286,10 @@ impl Engine {
             NativeFunction::from_fn_ptr(compile_skill).to_js_function(context.realm());
         let freeze_reachable =
             NativeFunction::from_fn_ptr(freeze_reachable).to_js_function(context.realm());
-        let setup = context.eval(Source::from_bytes(PRELUDE))?;
+        register_web_globals(&mut context)?;
+        let setup = context.eval(
+            Source::from_bytes(PRELUDE).with_path(std::path::Path::new(shape::PRELUDE_PATH)),
+        )?;
         let setup = setup
             .as_callable()
             .ok_or_else(|| JsNativeError::typ().with_message("prelude is not a function"))?;
@@ -318,6 +321,7 @@ impl Engine {
             "setTimeout",
             "clearTimeout",
             "queueMicrotask",
+            "URLSearchParams",
         ] {
             let value = prop(&api, name, &mut context)?;
             context.register_global_property(JsString::from(name), value, Attribute::empty())?;
@@ -494,7 +498,8 @@ impl Engine {
             Ok(PromiseState::Rejected(reason)) => {
                 let (name, message, stack) = self.describe(&reason);
                 let stack = stack.map(|s| self.positions.map_stack(&s));
-                let message = super::hints::with_hint(&name, message);
+                let stack = shape::with_excerpt(code, &message, stack);
+                let message = super::hints::with_hint(&name, message, code);
                 self.fail(id, ErrorKind::Js(name), message, stack, false)
             }
             Ok(PromiseState::Pending) => self.fail(
@@ -512,14 +517,15 @@ impl Engine {
                 } else {
                     "SyntaxError"
                 };
-                let message = super::hints::with_hint(name, message);
-                self.fail(id, ErrorKind::Js(name.to_owned()), message, None, false)
+                let stack = shape::with_excerpt(code, &message, None);
+                let message = super::hints::with_hint(name, message, code);
+                self.fail(id, ErrorKind::Js(name.to_owned()), message, stack, false)
             }
             Err(RunError::Syntax(e)) => {
                 let message = e.to_string();
                 let name = message.split(':').next().unwrap_or("SyntaxError").to_owned();
                 let message = message.split_once(": ").map_or(message.clone(), |(_, m)| m.to_owned());
-                let message = super::hints::with_hint(&name, message);
+                let message = super::hints::with_hint(&name, message, code);
                 self.fail(id, ErrorKind::Js(name), message, None, false)
             }
             Err(RunError::Abort(Abort::Engine(e))) => {
@@ -1089,6 +1095,49 @@ enum RunError {
     /// A syntax error found by parsing the user's code alone.
     SyntaxMessage(String),
     Abort(Abort),
+}
+
+/// The standard globals of the WinterTC minimum common API that agent code reaches for first,
+/// as `boa_runtime` 0.22 provides them: `atob`/`btoa`, `TextEncoder`/`TextDecoder`, `URL`,
+/// `structuredClone` and `AbortController`/`AbortSignal`; plus `crypto.randomUUID()` (a v4
+/// UUID from the OS's random source). Never `boa_runtime`'s `fetch`, `process` or timers: the
+/// network and the environment stay out of reach, and timers are the prelude's own (they count
+/// against the call's deadline). Registered before the prelude, so its effect wrappers see
+/// `crypto` (a call that reads it is not cacheable) and `lockdown` freezes them all. `Intl` is
+/// not offered: Boa's `intl` feature adds ICU data to every build and to the binary.
+fn register_web_globals(context: &mut Context) -> JsResult<()> {
+    use boa_runtime::extensions::{
+        AbortControllerExtension, Base64Extension, EncodingExtension, StructuredCloneExtension,
+        UrlExtension,
+    };
+    boa_runtime::register_extensions(
+        (
+            Base64Extension,
+            EncodingExtension,
+            StructuredCloneExtension,
+            UrlExtension,
+            AbortControllerExtension,
+        ),
+        None,
+        context,
+    )?;
+    let crypto = boa_engine::object::ObjectInitializer::new(context)
+        .function(
+            NativeFunction::from_fn_ptr(random_uuid),
+            JsString::from("randomUUID"),
+            0,
+        )
+        .build();
+    context.register_global_property(
+        JsString::from("crypto"),
+        crypto,
+        Attribute::WRITABLE | Attribute::CONFIGURABLE,
+    )
+}
+
+/// `crypto.randomUUID()`: a random (version 4) UUID in its 36-character text form.
+fn random_uuid(_this: &JsValue, _args: &[JsValue], _context: &mut Context) -> JsResult<JsValue> {
+    Ok(JsString::from(uuid::Uuid::new_v4().to_string()).into())
 }
 
 /// `emit(level, line)`: the native end of `console.*`. Enforces `max_log_bytes` per call and

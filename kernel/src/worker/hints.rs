@@ -5,20 +5,22 @@
 //! Only the error's message changes (`<message> — <hint>`); its name and stack stay the
 //! engine's. Matched on Boa 0.22's wording: `X is not defined` (ReferenceError), `unexpected
 //! token 'export'` and `… in import.meta` (SyntaxError), `module resolution is disabled`
-//! (TypeError, from `import()`).
+//! (TypeError, from `import()`); a TypeError in code that reads `.content[0]` of a result is
+//! taken for code that expected an MCP result envelope.
 
 /// Where to find upstream tools, said in every hint.
 const TOOLS: &str = "call upstream tools as `await servers.<server>.<tool>(args)` (find them with `await mcp.tools.search(query)`)";
 
 /// `message` with a hint appended when the error is one of the classes above.
-pub(crate) fn with_hint(name: &str, message: String) -> String {
-    match hint(name, &message) {
+/// `code` is the user's code, for the one hint that depends on how a result was read.
+pub(crate) fn with_hint(name: &str, message: String, code: &str) -> String {
+    match hint(name, &message, code) {
         Some(hint) => format!("{message} — {hint}"),
         None => message,
     }
 }
 
-fn hint(name: &str, message: &str) -> Option<String> {
+fn hint(name: &str, message: &str, code: &str) -> Option<String> {
     let module = "the code is the body of an async function, not a module: there is no import, export or require";
     match name {
         "ReferenceError" => {
@@ -33,10 +35,15 @@ fn hint(name: &str, message: &str) -> Option<String> {
                 "search_tools" | "searchTools" | "list_tools" | "listTools" => {
                     "in code, search with `await mcp.tools.search(query)` and list with `await mcp.tools.list()`".to_owned()
                 }
-                "fetch" | "process" | "Deno" | "Bun" | "window" | "document" | "XMLHttpRequest"
-                | "Buffer" => format!(
-                    "this sandbox has no network, process, DOM or Buffer: reach data through the upstream tools; {TOOLS}"
-                ),
+                "fetch" | "process" | "Deno" | "Bun" | "window" | "document" | "XMLHttpRequest" => {
+                    format!(
+                        "this sandbox has no network, process or DOM: reach data through the upstream tools; {TOOLS}"
+                    )
+                }
+                "Buffer" => "there is no Buffer: use `btoa`/`atob` for base64 and `TextEncoder`/`TextDecoder` for bytes".to_owned(),
+                "URLSearchParams" => "there is no URLSearchParams: read `new URL(u).search`, and build a query with `encodeURIComponent`".to_owned(),
+                "Intl" => "there is no Intl: format numbers with `toFixed` and dates with `toISOString`".to_owned(),
+                "performance" => "there is no performance clock: use `Date.now()`".to_owned(),
                 _ => format!(
                     "names do not persist between calls: keep values in `mcp.state` and helpers as skills; {TOOLS}"
                 ),
@@ -52,6 +59,11 @@ fn hint(name: &str, message: &str) -> Option<String> {
         "TypeError" if message.contains("module resolution is disabled") => {
             Some(format!("{module}; {TOOLS}"))
         }
+        "TypeError" if code.contains(".content[0]") || code.contains(".content?.[0]") => Some(
+            "a tool call resolves to the result itself, not to an MCP `{content: [...]}` envelope: its \
+             structuredContent when it sends one, else its text (parsed when it is JSON)"
+                .to_owned(),
+        ),
         _ => None,
     }
 }
@@ -62,13 +74,23 @@ mod tests {
 
     #[test]
     fn each_class_gets_its_hint_and_other_errors_none() {
-        let hinted = |name: &str, message: &str| with_hint(name, message.to_owned());
+        let hinted = |name: &str, message: &str| with_hint(name, message.to_owned(), "");
         assert!(hinted("ReferenceError", "require is not defined").contains("not a module"));
         assert!(hinted("ReferenceError", "callTool is not defined").contains("mcp.tools.call"));
         assert!(
             hinted("ReferenceError", "search_tools is not defined").contains("mcp.tools.search")
         );
         assert!(hinted("ReferenceError", "fetch is not defined").contains("no network"));
+        assert!(hinted("ReferenceError", "Buffer is not defined").contains("btoa"));
+        assert!(hinted("ReferenceError", "Intl is not defined").contains("toFixed"));
+        assert!(
+            with_hint(
+                "TypeError",
+                "cannot read property '0' of undefined".to_owned(),
+                "(await servers.e.echo({})).content[0].text"
+            )
+            .contains("resolves to the result itself")
+        );
         assert!(hinted("ReferenceError", "rows is not defined").contains("mcp.state"));
         assert!(
             hinted(

@@ -15,6 +15,7 @@ mod inbound;
 mod outbound;
 pub(crate) mod shape;
 mod skills;
+mod typescript;
 
 use std::process::ExitCode;
 

@@ -115,6 +115,148 @@
     };
   }
 
+  // `console.table(data, columns?)`: rows (array elements or own keys) as a text table with an
+  // `(index)` column, one log line; values as `console.log` shows them. Anything that is not
+  // an object is logged as `console.log` would.
+  console.table = function (data, columns) {
+    if (data === null || typeof data !== 'object') return console.log(data);
+    const keys = objectKeys(data);
+    const cols = [];
+    const seen = new Set();
+    if (isArray(columns)) {
+      for (let i = 0; i < columns.length; i++) cols.push(String(columns[i]));
+    } else {
+      for (let i = 0; i < keys.length; i++) {
+        const row = data[keys[i]];
+        if (row === null || typeof row !== 'object') continue;
+        const rk = objectKeys(row);
+        for (let j = 0; j < rk.length; j++) if (!seen.has(rk[j])) { seen.add(rk[j]); cols.push(rk[j]); }
+      }
+    }
+    const header = ['(index)', ...cols];
+    let scalars = false;
+    const rows = [];
+    for (let i = 0; i < keys.length; i++) {
+      const row = data[keys[i]];
+      const cells = [keys[i]];
+      if (row !== null && typeof row === 'object') {
+        for (let j = 0; j < cols.length; j++) cells.push(hasOwn(row, cols[j]) ? format(row[cols[j]]) : '');
+        if (!isArray(columns) && scalars) cells.push('');
+      } else {
+        scalars = true;
+        for (let j = 0; j < cols.length; j++) cells.push('');
+        cells.push(format(row));
+      }
+      rows.push(cells);
+    }
+    if (scalars) header.push('Values');
+    const widths = header.map((h, c) => rows.reduce((w, r) => Math.max(w, (r[c] || '').length), h.length));
+    const line = (cells) => widths.map((w, c) => (cells[c] || '').padEnd(w)).join(' | ');
+    let out = line(header) + '\n' + widths.map((w) => '-'.repeat(w)).join('-|-');
+    for (let i = 0; i < rows.length; i++) out += '\n' + line(rows[i]);
+    emit('log', out);
+  };
+
+  // `JSON.parse` of a value that is already an object (a tool call's result, which arrives
+  // parsed) fails on "[object Object]"; its SyntaxError then says so. Any other input keeps
+  // the engine's behaviour and message.
+  JSON.parse = {
+    parse(text, reviver) {
+      try {
+        return apply(parse, JSON, [text, reviver]);
+      } catch (e) {
+        if (text !== null && typeof text === 'object' && e instanceof SyntaxErrorC) {
+          throw new SyntaxErrorC(`${e.message} — JSON.parse was given an object, not JSON text: it is already parsed (tool calls resolve to parsed values), so use it as it is`);
+        }
+        throw e;
+      }
+    },
+  }.parse;
+
+  // `URLSearchParams`, which boa_runtime 0.22 lacks: the WHATWG class over a list of
+  // [name, value] pairs, parsed and serialised as application/x-www-form-urlencoded (`+` for
+  // space). `url.searchParams` gives a copy of `url.search`: changing it does not change the URL.
+  const replaceAllC = StringC.prototype.replaceAll;
+  const decodeC = decodeURIComponent;
+  const encodeC = encodeURIComponent;
+  const formDecode = (t) => {
+    const spaced = apply(replaceAllC, t, ['+', ' ']);
+    try { return decodeC(spaced); } catch (_) { return spaced; }
+  };
+  const formEncode = (t) => apply(replaceC, encodeC(t), [/%20|[!'()~]/g, (c) => (c === '%20' ? '+' : `%${c.charCodeAt(0).toString(16).toUpperCase()}`)]);
+  const pairsOf = new WeakMap();
+  const listOf = (self) => {
+    const list = pairsOf.get(self);
+    if (list === undefined) throw new TypeErrorC('not a URLSearchParams');
+    return list;
+  };
+  class URLSearchParams {
+    constructor(init = '') {
+      const list = [];
+      pairsOf.set(this, list);
+      if (init !== null && typeof init === 'object') {
+        if (typeof init[Symbol.iterator] === 'function') {
+          for (const pair of init) {
+            const p = [...pair];
+            if (p.length !== 2) throw new TypeErrorC('URLSearchParams: each pair must have exactly two items');
+            list.push([StringC(p[0]), StringC(p[1])]);
+          }
+        } else {
+          for (const k of objectKeys(init)) list.push([k, StringC(init[k])]);
+        }
+        return;
+      }
+      let text = StringC(init);
+      if (text.startsWith('?')) text = text.slice(1);
+      for (const part of text.split('&')) {
+        if (part === '') continue;
+        const eq = part.indexOf('=');
+        list.push(eq < 0 ? [formDecode(part), ''] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))]);
+      }
+    }
+    get size() { return listOf(this).length; }
+    append(name, value) { listOf(this).push([StringC(name), StringC(value)]); }
+    delete(name, value) {
+      const list = listOf(this);
+      const n = StringC(name);
+      for (let i = list.length - 1; i >= 0; i--) {
+        if (list[i][0] === n && (value === undefined || list[i][1] === StringC(value))) list.splice(i, 1);
+      }
+    }
+    get(name) {
+      const n = StringC(name);
+      const found = listOf(this).find((p) => p[0] === n);
+      return found === undefined ? null : found[1];
+    }
+    getAll(name) { const n = StringC(name); return listOf(this).filter((p) => p[0] === n).map((p) => p[1]); }
+    has(name, value) {
+      const n = StringC(name);
+      return listOf(this).some((p) => p[0] === n && (value === undefined || p[1] === StringC(value)));
+    }
+    set(name, value) {
+      const list = listOf(this);
+      const n = StringC(name);
+      const i = list.findIndex((p) => p[0] === n);
+      if (i < 0) { list.push([n, StringC(value)]); return; }
+      list[i][1] = StringC(value);
+      for (let j = list.length - 1; j > i; j--) if (list[j][0] === n) list.splice(j, 1);
+    }
+    sort() { listOf(this).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); }
+    forEach(fn, thisArg) { for (const [k, v] of listOf(this)) apply(fn, thisArg, [v, k, this]); }
+    *entries() { for (const [k, v] of listOf(this)) yield [k, v]; }
+    *keys() { for (const [k] of listOf(this)) yield k; }
+    *values() { for (const [, v] of listOf(this)) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { return listOf(this).map(([k, v]) => `${formEncode(k)}=${formEncode(v)}`).join('&'); }
+  }
+  if (typeof URL === 'function') {
+    defineProperty(URL.prototype, 'searchParams', {
+      get() { return new URLSearchParams(this.search); },
+      enumerable: true,
+      configurable: true,
+    });
+  }
+
   class ToolError extends ErrorC {
     constructor(message, server, tool) {
       super(message);
@@ -232,14 +374,26 @@
         if (notATool(tool)) return undefined;
         return (args) => unawaited(callTool(server, tool, args), `${member(path, tool)}(…)`);
       },
+      ownKeys() {
+        throw new TypeErrorC(`${path} cannot list its tools synchronously: list them with await mcp.tools.list({server: ${stringify(server)}})`);
+      },
     });
   };
+  // Set by `lockdown` once its walk (which enumerates every global) is done: from then on,
+  // enumerating `servers` (`Object.keys`, `for…in`, spread) throws a TypeError saying how to
+  // list them, instead of showing an empty object. The names live in the supervisor's
+  // catalogue, which a synchronous trap cannot ask.
+  let serversSealed = false;
   const sayServers = described('[servers: call upstream tools as await servers.<server>.<tool>(args); list them with await mcp.tools.list()]');
   const servers = new ProxyC(Object.freeze(Object.create(null)), {
     get(_, server) {
       const text = sayServers(server);
       if (text !== undefined) return text;
       return notATool(server) ? undefined : serverProxy(server);
+    },
+    ownKeys(target) {
+      if (!serversSealed) return rOwnKeys(target);
+      throw new TypeErrorC('servers cannot list its names synchronously: list the servers and their tools with await mcp.tools.list()');
     },
   });
 
@@ -276,7 +430,8 @@
     globalThis.Date = DateP;
     const mathRandom = Math.random;
     Math.random = { random() { usedRandom = true; return mathRandom(); } }.random;
-    // Neither exists in this engine today; wrapped as a whole should a build add them.
+    // `crypto` (its `randomUUID`) is registered natively before the prelude; `performance`
+    // does not exist in this engine, and is wrapped as a whole should a build add it.
     for (const name of ['performance', 'crypto']) {
       if (!hasOwn(globalThis, name)) continue;
       const original = globalThis[name];
@@ -936,11 +1091,14 @@
     // The skills Proxy refuses to be frozen (its traps keep it read-only instead); the
     // library behind it must stay mutable. The walk is native (`freezeReachable`): in
     // JavaScript it took ~10 ms of each worker's start, natively ~2 ms.
-    return freezeReachable(roots, skillsGlobal);
+    const frozen = freezeReachable(roots, skillsGlobal);
+    serversSealed = true;
+    return frozen;
   }
 
   return {
     mcp, servers, skills: skillsGlobal, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
+    URLSearchParams,
     lockdown,
     // [time, random, timers] since the last call of this; resets them.
     takeEffects() {

@@ -10,6 +10,9 @@
 //! as `rows[0]` ends before its `]`). Anything the parser rejects is left alone, so the engine
 //! reports the syntax error with its own message.
 //!
+//! Code Boa rejects is tried as TypeScript (see [`super::typescript`]): with its types blanked
+//! out in place, it is wrapped like JavaScript and keeps the user's lines and columns.
+//!
 //! The completion rule, checked against Node's REPL by the table in `shape_table.json`:
 //! - the last statement, after skipping empty statements (`;`), is an expression statement:
 //!   its value is the result, whatever the expression form (member access by index, optional
@@ -30,6 +33,8 @@ use boa_ast::{Expression, Position, Spanned, StatementListItem, statement::State
 use boa_interner::Interner;
 use boa_parser::{Parser, Source};
 
+use super::typescript::{self, Stripped};
+
 /// Opening of the wrapper; kept on the first line so line numbers in stacks match the code.
 /// Its directive makes the code strict: an assignment to an undeclared name is a
 /// `ReferenceError` instead of a new global (the global object is frozen anyway, see the
@@ -49,13 +54,25 @@ pub(crate) const CALL_SUFFIX: &str = "\n})().then(f => f())";
 /// The parser's message when `code` is not a valid async function body. It is checked on its
 /// own, so positions refer to the user's code and never to the wrapper.
 pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<Wrapped, String> {
-    let parsed = parse(code, interner).map_err(|e| match e.to_string() {
-        // Boa's words for running out of input; name the likely causes instead.
-        m if m.starts_with("abrupt end") => {
-            "unexpected end of the code: an unclosed bracket, string, template or block".to_owned()
+    let (stripped, parsed) = match parse(code, interner) {
+        Ok(parsed) => (None, parsed),
+        Err(e) => {
+            let message = syntax_message(&e);
+            // TypeScript? Its types blanked out, it parses as the same lines and columns.
+            if message == boa_parser::native_stack::MESSAGE {
+                return Err(message);
+            }
+            match typescript::strip(code) {
+                Stripped::JavaScript(js) => match parse(&js, interner) {
+                    Ok(parsed) => (Some(js), parsed),
+                    Err(e) => return Err(syntax_message(&e)),
+                },
+                Stripped::Unsupported(m) => return Err(m),
+                Stripped::NotTypeScript => return Err(message),
+            }
         }
-        m => m,
-    })?;
+    };
+    let code = stripped.as_deref().unwrap_or(code);
     let statements = parsed.statements().len();
     let rewritten = last_expression_start(&parsed, code).map(|start| {
         let mut s = String::with_capacity(code.len() + 8);
@@ -108,14 +125,18 @@ pub(crate) struct Positions {
 
 /// The script path user code runs under, which stack frames show (`at f (code:2:5)`).
 pub(crate) const CODE_PATH: &str = "code";
+/// The script path of the worker's prelude; its frames are dropped from stacks (they are the
+/// kernel's, not the user's).
+pub(crate) const PRELUDE_PATH: &str = "prelude";
 
 impl Positions {
     /// `stack` (Boa's `  at name (path:line:column)` lines) with frames in the user's code
-    /// given the positions the user wrote, and the wrapper's own frame removed. Other lines
-    /// (skills, `eval`, natives) are kept as they are.
+    /// given the positions the user wrote, and the wrapper's and the prelude's own frames
+    /// removed. Other lines (skills, `eval`, natives) are kept as they are.
     pub(crate) fn map_stack(&self, stack: &str) -> String {
+        let prelude = format!("({PRELUDE_PATH}:");
         let mut out = Vec::new();
-        for line in stack.lines() {
+        for line in stack.lines().filter(|l| !l.contains(&prelude)) {
             match self.map_frame(line) {
                 Some(Some(mapped)) => out.push(mapped),
                 Some(None) => {}
@@ -149,6 +170,76 @@ impl Positions {
     }
 }
 
+/// Longest excerpt of a line shown under an error, in characters.
+const MAX_EXCERPT_CHARS: usize = 100;
+
+/// `stack` with the user's failing line first, a caret under the failing column: at the first
+/// frame in the user's code (`(code:R:C)`, as [`Positions::map_stack`] leaves them), else at
+/// a syntax error's `at line R, col C` in `message`. Unchanged when neither names a line of
+/// `code`.
+pub(crate) fn with_excerpt(code: &str, message: &str, stack: Option<String>) -> Option<String> {
+    let marker = format!("({CODE_PATH}:");
+    let from_stack = stack.as_deref().and_then(|stack| {
+        stack.lines().find_map(|line| {
+            let open = line.rfind(&marker)?;
+            let (row, column) = line[open + marker.len()..]
+                .strip_suffix(')')?
+                .split_once(':')?;
+            Some((row.parse().ok()?, column.parse().ok()?))
+        })
+    });
+    let from_message = || {
+        let at = message.rfind(" at line ")?;
+        let (row, rest) = message[at + " at line ".len()..].split_once(", col ")?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        Some((row.parse().ok()?, rest[..digits].parse().ok()?))
+    };
+    let Some(excerpt) = from_stack
+        .or_else(from_message)
+        .and_then(|(row, column)| excerpt(code, row, column))
+    else {
+        return stack;
+    };
+    Some(match stack {
+        Some(stack) if !stack.is_empty() => format!("{excerpt}\n{stack}"),
+        _ => excerpt,
+    })
+}
+
+/// Line `row` of `code` (1-based) and a caret under `column` (1-based, in characters), as
+/// `  3 | let x = f();` over `    |         ^`; a long line is cut to [`MAX_EXCERPT_CHARS`]
+/// around the column.
+fn excerpt(code: &str, row: usize, column: usize) -> Option<String> {
+    let line = code
+        .split('\n')
+        .nth(row.checked_sub(1)?)?
+        .trim_end_matches('\r');
+    let chars: Vec<char> = line.chars().collect();
+    let column = column.max(1).min(chars.len() + 1);
+    let start = (column - 1).saturating_sub(MAX_EXCERPT_CHARS / 2);
+    let end = (start + MAX_EXCERPT_CHARS).min(chars.len());
+    let mut shown: String = chars[start..end].iter().collect();
+    let mut caret_at = column - 1 - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        caret_at += 1;
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    let number = row.to_string();
+    let gutter = " ".repeat(number.len());
+    // Tabs keep their width in the caret line, so the caret stays under its character.
+    let pad: String = shown
+        .chars()
+        .take(caret_at)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    Some(format!("  {number} | {shown}\n  {gutter} | {pad}^"))
+}
+
 /// What [`wrap`] inserts before the last expression statement.
 const RETURN: &str = "return ";
 
@@ -158,6 +249,17 @@ fn position_of(code: &str, at: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
+}
+
+/// Boa's message for a parse error, with its words for running out of input replaced by the
+/// likely causes.
+fn syntax_message(e: &boa_parser::Error) -> String {
+    match e.to_string() {
+        m if m.starts_with("abrupt end") => {
+            "unexpected end of the code: an unclosed bracket, string, template or block".to_owned()
+        }
+        m => m,
+    }
 }
 
 fn parse(
@@ -387,6 +489,28 @@ mod tests {
         ] {
             assert_eq!(body(code), code);
         }
+    }
+
+    #[test]
+    fn errors_show_the_failing_line_with_a_caret() {
+        let code = "const a = 1;\nconst b = a.f();\nreturn b";
+        let stack = Some("  at <main> (code:2:13)\n  at x (native)".to_owned());
+        assert_eq!(
+            with_excerpt(code, "not a callable function", stack).unwrap(),
+            "  2 | const b = a.f();\n    |             ^\n  at <main> (code:2:13)\n  at x (native)"
+        );
+        assert_eq!(
+            with_excerpt(code, "unexpected token at line 1, col 7", None).unwrap(),
+            "  1 | const a = 1;\n    |       ^"
+        );
+        assert_eq!(with_excerpt(code, "no position", None), None);
+        assert_eq!(with_excerpt(code, "x at line 9, col 1", None), None);
+        let long = format!("{}x()", "a".repeat(300));
+        let shown = with_excerpt(&long, "x at line 1, col 301", None).unwrap();
+        assert!(
+            shown.starts_with("  1 | …") && shown.ends_with(&format!("{}^", " ".repeat(51))),
+            "{shown}"
+        );
     }
 
     #[test]
