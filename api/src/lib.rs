@@ -39,6 +39,19 @@ pub use config::{ConfigError, ServeConfig};
 pub fn tokens_in(text: &str) -> usize {
     tokens::count_or_estimate(text)
 }
+/// Exact `o200k_base` tokens of `text` (tiktoken-rs; ~50 µs per KiB in a release build).
+#[must_use]
+pub fn exact_tokens(text: &str) -> usize {
+    tokens::count(text)
+}
+
+/// What one tool definition costs a model on every request, the way issue 9 counts a tool
+/// surface: exact `o200k_base` tokens of Python's `json.dumps` of its name, description and
+/// input schema.
+#[must_use]
+pub fn definition_tokens(tool: &rmcp::model::Tool) -> usize {
+    tokens::definition(tool)
+}
 pub use launch::exec_child;
 pub use upstream::{UpstreamConfigError, UpstreamLimits};
 

@@ -34,10 +34,10 @@ final answer. Find tools with `search_tools`. `mcp.state` persists per session."
 fn execute_description() -> String {
     "Run JavaScript (strict) in a persistent sandbox. `code` is an async function body; \
      `return` the answer (else the last expression is). Call tools as \
-     `await servers.<server>.<tool>(args)`; find them with search_tools. Filter in code, return \
-     only the answer. Only `mcp.state` (JSON, rolled back on error) and skills \
-     (`mcp.skills.save(name, fn)`) outlive a call. console.* is returned; results follow \
-     JSON.stringify; deterministic ones are cached."
+     `await servers.<server>.<tool>(args)` (returns structuredContent or text); find \
+     them with search_tools. Filter in code, return only the answer. Only `mcp.state` (JSON, \
+     rolled back on error) and skills (`mcp.skills.save(name, fn)`) outlive a call. console.* \
+     is returned; deterministic results are cached."
         .to_owned()
 }
 
@@ -274,16 +274,7 @@ mod tests {
     /// What the tool surface costs a model on every request: `o200k_base` tokens of Python's
     /// `json.dumps` of each tool's name, description and input schema.
     fn surface_tokens(tools: &[Tool]) -> usize {
-        tools
-            .iter()
-            .map(|tool| {
-                crate::tokens::count(&crate::tokens::dumps(&serde_json::json!({
-                    "name": tool.name,
-                    "description": tool.description,
-                    "inputSchema": serde_json::Value::Object(tool.input_schema.as_ref().clone()),
-                })))
-            })
-            .sum()
+        tools.iter().map(crate::tokens::definition).sum()
     }
 
     #[test]

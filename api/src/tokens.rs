@@ -7,9 +7,7 @@
 
 use std::sync::OnceLock;
 
-#[cfg(test)]
 use serde::Serialize;
-#[cfg(test)]
 use serde_json::Value;
 use tiktoken_rs::CoreBPE;
 
@@ -61,8 +59,17 @@ pub(crate) fn estimate(text: &str) -> usize {
     mcpk_session::estimate_tokens(text)
 }
 
+/// What one tool definition costs a model on every request: exact `o200k_base` tokens of
+/// Python's `json.dumps` of its name, description and input schema.
+pub(crate) fn definition(tool: &rmcp::model::Tool) -> usize {
+    count(&dumps(&serde_json::json!({
+        "name": tool.name,
+        "description": tool.description,
+        "inputSchema": Value::Object(tool.input_schema.as_ref().clone()),
+    })))
+}
+
 /// `value` as Python's `json.dumps(value)` prints it.
-#[cfg(test)]
 pub(crate) fn dumps(value: &Value) -> String {
     let mut out = Vec::new();
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
@@ -73,11 +80,9 @@ pub(crate) fn dumps(value: &Value) -> String {
 }
 
 /// `json.dumps`' default layout: spaces after `,` and `:`, `ensure_ascii=True`.
-#[cfg(test)]
 struct PythonFormatter;
 
 /// `json.dumps`' separator before every element but the first of an array or object.
-#[cfg(test)]
 fn comma<W: ?Sized + std::io::Write>(writer: &mut W, first: bool) -> std::io::Result<()> {
     if first {
         Ok(())
@@ -86,7 +91,6 @@ fn comma<W: ?Sized + std::io::Write>(writer: &mut W, first: bool) -> std::io::Re
     }
 }
 
-#[cfg(test)]
 impl serde_json::ser::Formatter for PythonFormatter {
     fn begin_array_value<W: ?Sized + std::io::Write>(
         &mut self,
