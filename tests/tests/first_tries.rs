@@ -455,3 +455,39 @@ async fn most_first_tries_work_and_almost_all_others_say_the_fix() {
         working + actionable
     );
 }
+
+#[tokio::test]
+async fn typescript_errors_point_at_the_users_typescript() {
+    let server = Server::start().await;
+    // A runtime error: the excerpt is the TypeScript line as written, the frame its position.
+    let result = server
+        .execute(
+            "type Row = {n: number};\nconst rows: Row[] = [{n: 1}];\nconst bad: number = (rows as any).nope.n;\nreturn bad",
+        )
+        .await;
+    assert_eq!(result.error_name(), "TypeError");
+    let stack = result.error()["stack"].as_str().unwrap_or_default();
+    assert!(
+        stack.starts_with("  3 | const bad: number = (rows as any).nope.n;\n"),
+        "{stack}"
+    );
+    assert!(stack.contains("(code:3:"), "{stack}");
+    // A syntax error in TypeScript: Boa's message, at the user's line and column.
+    let result = server
+        .execute("const ok: string = 'a';\nconst x: number = ;\nreturn x")
+        .await;
+    assert_eq!(result.error_name(), "SyntaxError");
+    result.assert_message_contains(&["line 2, col 19"]);
+    let stack = result.error()["stack"].as_str().unwrap_or_default();
+    assert!(stack.starts_with("  2 | const x: number = ;\n"), "{stack}");
+    // An enum is refused where it is written, with the fix.
+    let result = server
+        .execute("const a = 1;\nenum Level { Info, Error }\nreturn Level.Info")
+        .await;
+    assert_eq!(result.error_name(), "SyntaxError");
+    result.assert_message_contains(&[
+        "TypeScript enum is not supported",
+        "plain object",
+        "line 2, col 1",
+    ]);
+}

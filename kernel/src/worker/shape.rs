@@ -68,7 +68,14 @@ pub(crate) fn wrap(code: &str, interner: &mut Interner) -> Result<Wrapped, Strin
                     Err(e) => return Err(syntax_message(&e)),
                 },
                 Stripped::Unsupported(m) => return Err(m),
-                Stripped::NotTypeScript => return Err(message),
+                // Code that is TypeScript up to a later point than Boa could read: the real
+                // mistake is where swc stopped (Boa stopped at the first type annotation).
+                Stripped::Invalid { message: m, at }
+                    if message_position(&message).is_some_and(|boa| at > boa) =>
+                {
+                    return Err(format!("{m} at line {}, col {}", at.0, at.1));
+                }
+                Stripped::Invalid { .. } | Stripped::NotTypeScript => return Err(message),
             }
         }
     };
@@ -188,16 +195,8 @@ pub(crate) fn with_excerpt(code: &str, message: &str, stack: Option<String>) -> 
             Some((row.parse().ok()?, column.parse().ok()?))
         })
     });
-    let from_message = || {
-        let at = message.rfind(" at line ")?;
-        let (row, rest) = message[at + " at line ".len()..].split_once(", col ")?;
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        Some((row.parse().ok()?, rest[..digits].parse().ok()?))
-    };
     let Some(excerpt) = from_stack
-        .or_else(from_message)
+        .or_else(|| message_position(message))
         .and_then(|(row, column)| excerpt(code, row, column))
     else {
         return stack;
@@ -206,6 +205,16 @@ pub(crate) fn with_excerpt(code: &str, message: &str, stack: Option<String>) -> 
         Some(stack) if !stack.is_empty() => format!("{excerpt}\n{stack}"),
         _ => excerpt,
     })
+}
+
+/// The 1-based line and column of a parse error's `… at line L, col C`.
+fn message_position(message: &str) -> Option<(usize, usize)> {
+    let at = message.rfind(" at line ")?;
+    let (row, rest) = message[at + " at line ".len()..].split_once(", col ")?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    Some((row.parse().ok()?, rest[..digits].parse().ok()?))
 }
 
 /// Line `row` of `code` (1-based) and a caret under `column` (1-based, in characters), as

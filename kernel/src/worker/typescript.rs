@@ -40,7 +40,10 @@ pub(crate) enum Stripped {
     /// TypeScript that stripping cannot turn into JavaScript; the message says what to write
     /// instead and where (`at line L, col C`, in the user's code).
     Unsupported(String),
-    /// Not valid TypeScript either (or too deep to try): Boa's own error stands.
+    /// Not valid TypeScript either: swc's first error and where it is (1-based line and
+    /// column in the user's code). When swc got further than Boa, this is the error to show.
+    Invalid { message: String, at: (usize, usize) },
+    /// Too deep to try, or swc gave no position: Boa's own error stands.
     NotTypeScript,
 }
 
@@ -67,17 +70,23 @@ pub(crate) fn strip(code: &str) -> Stripped {
             .map_or(Stripped::NotTypeScript, |js| {
                 Stripped::JavaScript(js.to_owned())
             }),
-        Err(e) if matches!(e.code, ErrorCode::UnsupportedSyntax) => {
-            let found = diagnostics.first();
-            let (message, at) = found.unwrap_or((e.message, None));
-            let position = at
+        Err(e) => {
+            let (message, at) = diagnostics.first().unwrap_or((e.message, None));
+            // swc's positions count from 1 over the wrapped input.
+            let at = at
                 .and_then(|lo| lo.0.checked_sub(1 + BODY_PREFIX.len() as u32))
-                .map(|offset| position_in(code, offset as usize))
-                .map(|(line, col)| format!(" at line {line}, col {col}"))
-                .unwrap_or_default();
-            Stripped::Unsupported(format!("{}{position}", advice(&message)))
+                .map(|offset| position_in(code, offset as usize));
+            match (e.code, at) {
+                (ErrorCode::UnsupportedSyntax, at) => {
+                    let position = at
+                        .map(|(line, col)| format!(" at line {line}, col {col}"))
+                        .unwrap_or_default();
+                    Stripped::Unsupported(format!("{}{position}", advice(&message)))
+                }
+                (_, Some(at)) => Stripped::Invalid { message, at },
+                (_, None) => Stripped::NotTypeScript,
+            }
         }
-        Err(_) => Stripped::NotTypeScript,
     }
 }
 
@@ -213,8 +222,12 @@ mod tests {
     }
 
     #[test]
-    fn javascript_errors_and_deep_nesting_are_left_to_boa() {
-        assert_eq!(strip("let = = 2"), Stripped::NotTypeScript);
+    fn invalid_code_gets_swcs_error_and_deep_nesting_is_left_to_boa() {
+        let Stripped::Invalid { at, .. } = strip("const ok: string = 'a';\nconst x: number = ;")
+        else {
+            panic!("invalid TypeScript");
+        };
+        assert_eq!(at, (2, 19));
         let deep = format!(
             "{}1{}",
             "(".repeat(MAX_NESTING_LEVELS + 1),
