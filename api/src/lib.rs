@@ -183,6 +183,9 @@ pub struct ScriptRun {
     pub outcome: mcpk_session::CallOutcome,
     /// Wall-clock time of the call itself, excluding start-up.
     pub duration: std::time::Duration,
+    /// Estimated `o200k_base` tokens of the upstream replies the code read inside the kernel,
+    /// which the model never saw (`_meta.tokens.processed` of an `execute`).
+    pub processed_tokens: usize,
 }
 
 /// Runs `code` once, exactly as an agent's `execute` call would run it (same kernel, same
@@ -230,6 +233,10 @@ pub async fn run_script(
         tracing::warn!(%error, "closing the script's session failed");
     }
     shutdown(&sessions).await;
-    let outcome = outcome?.outcome;
-    Ok(ScriptRun { outcome, duration })
+    let answer = outcome?;
+    Ok(ScriptRun {
+        outcome: answer.outcome,
+        duration,
+        processed_tokens: answer.processed_tokens,
+    })
 }

@@ -321,9 +321,11 @@ fn run(args: RunArgs) -> ExitCode {
                 );
             }
             eprintln!(
-                "({} ms; tokens returned: {}, o200k_base)",
+                "({} ms) tokens: {} returned to the model; {} read by the code from upstream \
+                 tools and never shown to it (o200k_base)",
                 ran.duration.as_millis(),
-                mcpk_api::tokens_in(&printed)
+                mcpk_api::tokens_in(&printed),
+                ran.processed_tokens
             );
             ExitCode::SUCCESS
         }

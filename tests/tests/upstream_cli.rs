@@ -105,6 +105,14 @@ fn run_prints_the_result_on_stdout_and_the_logs_on_stderr() {
     assert_eq!(printed, json!({"s": {"n": 2, "doubled": 4}, "tools": 16}));
     assert!(stderr.contains("[log] checking 2\n"), "{stderr}");
     assert!(stderr.contains("[warn] careful\n"), "{stderr}");
+    // The script read tool results: a count of tokens the model never saw.
+    let read: usize = stderr
+        .split("returned to the model; ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no tokens line: {stderr}"));
+    assert!(read > 0, "{stderr}");
     assert!(!stdout.contains("checking"), "{stdout}");
 
     // A string result prints as its text.
@@ -116,8 +124,11 @@ fn run_prints_the_result_on_stdout_and_the_logs_on_stderr() {
     let bpe = tiktoken_rs::o200k_base().expect("o200k_base");
     let tokens = bpe.encode_ordinary("three\nshort\nlines").len();
     let stderr = stderr_of(&output);
+    // ... and what the code read from upstream tools without the model seeing it: nothing here.
     assert!(
-        stderr.contains(&format!("tokens returned: {tokens}, o200k_base)")),
+        stderr.contains(&format!(
+            "tokens: {tokens} returned to the model; 0 read by the code from upstream tools"
+        )),
         "{stderr}"
     );
 }
