@@ -2,6 +2,8 @@
 //! MCP client:
 //!
 //! - `execute("return 1")` round trips against MCP `ping` round trips (the protocol floor);
+//! - the same call run every time (`cache: "off"`), in JavaScript and in TypeScript
+//!   (`const x: number = 1; return x`, stripped by swc after Boa's parser rejects it);
 //! - the first call of a fresh named session while the warm pool has a worker ready;
 //! - memory per live session: the growth of PSS and of RSS summed over the server and all its
 //!   worker processes (from `/proc`), divided by the number of sessions opened.
@@ -53,6 +55,7 @@ async fn run() -> anyhow::Result<()> {
         mcpk_tests::binary_path().display()
     );
     let (execute, ping) = round_trips().await?;
+    let (javascript, typescript) = languages().await?;
     let fresh = fresh_sessions().await?;
     let memory = memory_per_session().await?;
 
@@ -64,6 +67,8 @@ async fn run() -> anyhow::Result<()> {
     for (name, samples) in [
         ("execute(\"return 1\")", &execute),
         ("ping", &ping),
+        ("run, JavaScript (cache off)", &javascript),
+        ("run, TypeScript (cache off)", &typescript),
         ("first call of a fresh session", &fresh),
     ] {
         let stats = Stats::of(samples);
@@ -126,6 +131,28 @@ async fn round_trips() -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
     Ok((execute, ping))
 }
 
+/// N runs of one trivial call in JavaScript and of its TypeScript twin, interleaved, cache off.
+async fn languages() -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    const JS: &str = "const x = 1; return x";
+    const TS: &str = "const x: number = 1; return x";
+    let server = Server::start().await;
+    let run = |code: &'static str| serde_json::json!({"code": code, "cache": "off"});
+    for _ in 0..20 {
+        check(&server.execute_with(run(JS)).await)?;
+        check(&server.execute_with(run(TS)).await)?;
+    }
+    let (mut javascript, mut typescript) = (Vec::new(), Vec::new());
+    for _ in 0..ROUND_TRIPS {
+        for (code, samples) in [(JS, &mut javascript), (TS, &mut typescript)] {
+            let started = Instant::now();
+            let result = server.execute_with(run(code)).await;
+            samples.push(started.elapsed());
+            check(&result)?;
+        }
+    }
+    Ok((javascript, typescript))
+}
+
 /// The first call of each of N new sessions, one at a time, each after the pool has refilled.
 async fn fresh_sessions() -> anyhow::Result<Vec<Duration>> {
     let server = Server::start().await;
@@ -134,7 +161,12 @@ async fn fresh_sessions() -> anyhow::Result<Vec<Duration>> {
         // i sessions hold a worker each, plus the warm pool.
         wait_for_workers(server.pid(), i + WARM_WORKERS).await?;
         let started = Instant::now();
-        let result = server.execute_in(&format!("fresh-{i}"), "return 1").await;
+        // Cache off: a cached answer needs no worker, so the session would not take one.
+        let result = server
+            .execute_with(
+                serde_json::json!({"code": "return 1", "session": format!("fresh-{i}"), "cache": "off"}),
+            )
+            .await;
         samples.push(started.elapsed());
         check(&result)?;
     }
