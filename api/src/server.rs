@@ -32,12 +32,12 @@ final answer. Find tools with `search_tools`. `mcp.state` persists per session."
 /// at most 80 words (every token of it is paid on every request). Field details are in the
 /// schema's descriptions.
 fn execute_description() -> String {
-    "Run JavaScript (strict) in a persistent sandbox. `code` is an async function body; \
-     `return` the answer (else the last expression is). Call tools as \
-     `await servers.<server>.<tool>(args)` (returns structuredContent or text); find \
-     them with search_tools. Filter in code, return only the answer. Only `mcp.state` (JSON, \
-     rolled back on error) and skills (`mcp.skills.save(name, fn)`) outlive a call. console.* \
-     is returned; deterministic results are cached."
+    "Run strict JavaScript in a persistent sandbox. `code` is an async function body; \
+     `return` the answer (else the last expression is). Tools: \
+     `await servers.<server>.<tool>(args)` returns structuredContent or text; find them with \
+     search_tools. Filter in code, return only the answer. Only `mcp.state` (JSON, rolled back \
+     on error) and skills (`mcp.skills.save(name, fn)`) outlive a call. console.* is returned; \
+     results follow JSON.stringify, cached if deterministic."
         .to_owned()
 }
 
