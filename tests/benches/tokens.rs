@@ -133,6 +133,18 @@ impl DirectClient {
         Ok(tools.iter().map(definition_tokens).sum())
     }
 
+    /// server-filesystem's `read_text_file` of `path`, counted in `direct`; the file's text.
+    async fn read_text(&self, direct: &mut Direct, path: &str) -> anyhow::Result<String> {
+        let read = self
+            .call(direct, "read_text_file", json!({ "path": path }))
+            .await?;
+        read.structured_content
+            .as_ref()
+            .and_then(|s| s["content"].as_str())
+            .map(str::to_owned)
+            .context("read_text_file gave no structuredContent.content")
+    }
+
     /// Calls `tool` and adds what the model writes and reads to `direct`.
     async fn call(
         &self,
@@ -359,19 +371,9 @@ async fn run() -> anyhow::Result<()> {
 
     // transcript → memory
     let mut direct = Direct::default();
-    let read = fs
-        .call(
-            &mut direct,
-            "read_text_file",
-            json!({"path": format!("{root}/transcript.txt")}),
-        )
+    let text = fs
+        .read_text(&mut direct, &format!("{root}/transcript.txt"))
         .await?;
-    let text = read
-        .structured_content
-        .as_ref()
-        .and_then(|s| s["content"].as_str())
-        .unwrap_or_default()
-        .to_owned();
     let decisions: Vec<String> = text
         .lines()
         .filter_map(|l| l.split_once("DECISION: ").map(|(_, d)| d.to_owned()))
@@ -403,19 +405,9 @@ async fn run() -> anyhow::Result<()> {
 
     // log filter
     let mut direct = Direct::default();
-    let read = fs
-        .call(
-            &mut direct,
-            "read_text_file",
-            json!({"path": format!("{root}/app.log")}),
-        )
+    let text = fs
+        .read_text(&mut direct, &format!("{root}/app.log"))
         .await?;
-    let text = read
-        .structured_content
-        .as_ref()
-        .and_then(|s| s["content"].as_str())
-        .unwrap_or_default()
-        .to_owned();
     let error_lines = text.lines().filter(|l| l.contains(" ERROR ")).count();
     let code = format!(
         "const {{content}} = await servers.fs.read_text_file({{path: '{root}/app.log'}});\n\
