@@ -491,3 +491,26 @@ async fn typescript_errors_point_at_the_users_typescript() {
         "line 2, col 1",
     ]);
 }
+
+#[tokio::test]
+async fn errors_name_what_was_not_a_function_and_what_was_null() {
+    let server = Server::start().await;
+    let result = server
+        .execute("const r = {content: 'a\\nb'};\nreturn r.split('\\n').length")
+        .await;
+    assert_eq!(result.error_name(), "TypeError");
+    assert_eq!(result.error_message(), "r.split is not a function");
+    let result = server
+        .execute("const page = {data: null};\nreturn page.data.items.length")
+        .await;
+    assert_eq!(
+        result.error_message(),
+        "cannot read property 'items' of page.data: it is null or undefined"
+    );
+    // Messages that already name what failed are the engine's own.
+    let result = server.execute("[1].map(5)").await;
+    assert_eq!(
+        result.error_message(),
+        "Array.prototype.map: Callbackfn is not callable"
+    );
+}

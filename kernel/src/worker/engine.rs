@@ -498,6 +498,7 @@ impl Engine {
             Ok(PromiseState::Rejected(reason)) => {
                 let (name, message, stack) = self.describe(&reason);
                 let stack = stack.map(|s| self.positions.map_stack(&s));
+                let message = shape::with_names(code, message, stack.as_deref());
                 let stack = shape::with_excerpt(code, &message, stack);
                 let message = super::hints::with_hint(&name, message, code);
                 self.fail(id, ErrorKind::Js(name), message, stack, false)

@@ -207,6 +207,111 @@ pub(crate) fn with_excerpt(code: &str, message: &str, stack: Option<String>) -> 
     })
 }
 
+/// Longest expression named in a message, in characters; a longer one is cut with `…`.
+const MAX_NAMED_CHARS: usize = 60;
+
+/// Boa 0.22's messages that do not say what failed, with the name read off the user's line
+/// at the error's position, when the innermost frame is in the user's code:
+/// - `not a callable function`, raised at the call's `(`: `r.split is not a function`;
+/// - `cannot convert 'null' or 'undefined' to object`, raised at the property read:
+///   `cannot read property 'x' of o.a: it is null or undefined`.
+///
+/// Any other message, or a position that does not look like that, is returned as it is.
+pub(crate) fn with_names(code: &str, message: String, stack: Option<&str>) -> String {
+    let marker = format!("({CODE_PATH}:");
+    let Some((row, column)) = stack.and_then(|s| s.lines().next()).and_then(|first| {
+        let open = first.rfind(&marker)?;
+        let (row, column) = first[open + marker.len()..]
+            .strip_suffix(')')?
+            .split_once(':')?;
+        Some((row.parse::<usize>().ok()?, column.parse::<usize>().ok()?))
+    }) else {
+        return message;
+    };
+    let Some(line) = row.checked_sub(1).and_then(|r| code.split('\n').nth(r)) else {
+        return message;
+    };
+    let chars: Vec<char> = line.trim_end_matches('\r').chars().collect();
+    let Some(at) = column.checked_sub(1).filter(|&at| at < chars.len()) else {
+        return message;
+    };
+    match message.as_str() {
+        "not a callable function" if chars[at] == '(' => match expression_before(&chars, at) {
+            Some(callee) => format!("{callee} is not a function"),
+            None => message,
+        },
+        "cannot convert 'null' or 'undefined' to object" => {
+            let name: String = chars[at..]
+                .iter()
+                .take_while(|c| c.is_alphanumeric() || **c == '_' || **c == '$')
+                .collect();
+            let dot = at.checked_sub(1).filter(|&d| chars[d] == '.');
+            match (name.is_empty(), dot) {
+                (false, Some(dot)) => {
+                    // `o?.x` reads `o` too: the object ends before the `?`.
+                    let end = if dot > 0 && chars[dot - 1] == '?' {
+                        dot - 1
+                    } else {
+                        dot
+                    };
+                    match expression_before(&chars, end) {
+                        Some(object) => format!(
+                            "cannot read property '{name}' of {object}: it is null or undefined"
+                        ),
+                        None => message,
+                    }
+                }
+                _ => message,
+            }
+        }
+        _ => message,
+    }
+}
+
+/// The member expression that ends just before `end` in `chars` (`a.b[0].c`, `(await x).y`,
+/// `f(1).g`), or `None` when there is none; cut to [`MAX_NAMED_CHARS`].
+fn expression_before(chars: &[char], end: usize) -> Option<String> {
+    let mut start = end;
+    while let Some(&c) = start.checked_sub(1).and_then(|i| chars.get(i)) {
+        if c.is_alphanumeric() || c == '_' || c == '$' || c == '.' || c == '?' {
+            start -= 1;
+        } else if c == ')' || c == ']' {
+            // Back over the balanced group.
+            let (open, close) = if c == ')' { ('(', ')') } else { ('[', ']') };
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                i = i.checked_sub(1)?;
+                if chars[i] == close {
+                    depth += 1;
+                } else if chars[i] == open {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+            }
+            start = i;
+        } else {
+            break;
+        }
+    }
+    // A leading `?.` or `.` belongs to nothing; keywords such as `await` stay out (a space
+    // stops the scan).
+    while start < end && matches!(chars[start], '.' | '?') {
+        start += 1;
+    }
+    if start == end {
+        return None;
+    }
+    let text: String = chars[start..end].iter().collect();
+    if text.chars().count() > MAX_NAMED_CHARS {
+        let tail: String = chars[end - MAX_NAMED_CHARS..end].iter().collect();
+        return Some(format!("…{tail}"));
+    }
+    Some(text)
+}
+
 /// The 1-based line and column of a parse error's `… at line L, col C`.
 fn message_position(message: &str) -> Option<(usize, usize)> {
     let at = message.rfind(" at line ")?;
@@ -519,6 +624,61 @@ mod tests {
         assert!(
             shown.starts_with("  1 | …") && shown.ends_with(&format!("{}^", " ".repeat(51))),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn boas_anonymous_errors_get_the_name_from_the_users_line() {
+        let named = |code: &str, message: &str, frame: &str| {
+            with_names(
+                code,
+                message.to_owned(),
+                Some(&format!("  at <main> ({frame})")),
+            )
+        };
+        let code =
+            "const r = {};\nconst lines = r.split('\\n');\nreturn (await get()).items.map(f)";
+        assert_eq!(
+            named(code, "not a callable function", "code:2:22"),
+            "r.split is not a function"
+        );
+        assert_eq!(
+            named(code, "not a callable function", "code:3:31"),
+            "(await get()).items.map is not a function"
+        );
+        assert_eq!(
+            named(
+                "return o.a.b",
+                "cannot convert 'null' or 'undefined' to object",
+                "code:1:12"
+            ),
+            "cannot read property 'b' of o.a: it is null or undefined"
+        );
+        assert_eq!(
+            named(
+                "return o?.a.b",
+                "cannot convert 'null' or 'undefined' to object",
+                "code:1:13"
+            ),
+            "cannot read property 'b' of o?.a: it is null or undefined"
+        );
+        // A position that is not at a call or a property, another message, or a native
+        // innermost frame: unchanged.
+        assert_eq!(
+            named(code, "not a callable function", "code:2:7"),
+            "not a callable function"
+        );
+        assert_eq!(
+            named(code, "x is not defined", "code:2:22"),
+            "x is not defined"
+        );
+        assert_eq!(
+            with_names(
+                code,
+                "not a callable function".to_owned(),
+                Some("  at map (native)\n  at <main> (code:2:22)")
+            ),
+            "not a callable function"
         );
     }
 
