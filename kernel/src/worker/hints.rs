@@ -11,6 +11,24 @@
 /// Where to find upstream tools, said in every hint.
 const TOOLS: &str = "call upstream tools as `await servers.<server>.<tool>(args)` (find them with `await mcp.tools.search(query)`)";
 
+/// String methods whose absence on a tool call's result means the code took an object result
+/// for its text.
+const STRING_METHODS: &[&str] = &[
+    "split",
+    "trim",
+    "toLowerCase",
+    "toUpperCase",
+    "includes",
+    "startsWith",
+    "endsWith",
+    "match",
+    "matchAll",
+    "replace",
+    "replaceAll",
+    "slice",
+    "indexOf",
+];
+
 /// `message` with a hint appended when the error is one of the classes above.
 /// `code` is the user's code, for the one hint that depends on how a result was read.
 pub(crate) fn with_hint(name: &str, message: String, code: &str) -> String {
@@ -59,6 +77,19 @@ fn hint(name: &str, message: &str, code: &str) -> Option<String> {
         "TypeError" if message.contains("module resolution is disabled") => {
             Some(format!("{module}; {TOOLS}"))
         }
+        "TypeError"
+            if code.contains("servers.")
+                && STRING_METHODS
+                    .iter()
+                    .any(|m| message.ends_with(&format!(".{m} is not a function"))) =>
+        {
+            Some(
+                "it is not a string here: a tool call resolves to its structuredContent when it \
+                 sends one (server-filesystem sends `{content: \"…\"}`), so take the text from \
+                 its field, e.g. `(await servers.fs.read_text_file({path})).content`"
+                    .to_owned(),
+            )
+        }
         "TypeError" if code.contains(".content[0]") || code.contains(".content?.[0]") => Some(
             "a tool call resolves to the result itself, not to an MCP `{content: [...]}` envelope: its \
              structuredContent when it sends one, else its text (parsed when it is JSON)"
@@ -83,6 +114,14 @@ mod tests {
         assert!(hinted("ReferenceError", "fetch is not defined").contains("no network"));
         assert!(hinted("ReferenceError", "Buffer is not defined").contains("btoa"));
         assert!(hinted("ReferenceError", "Intl is not defined").contains("toFixed"));
+        assert!(
+            with_hint(
+                "TypeError",
+                "r.split is not a function".to_owned(),
+                "const r = await servers.fs.read_text_file({path}); r.split('\\n')"
+            )
+            .contains("take the text from its field")
+        );
         assert!(
             with_hint(
                 "TypeError",

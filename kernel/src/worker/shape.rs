@@ -143,7 +143,12 @@ impl Positions {
     pub(crate) fn map_stack(&self, stack: &str) -> String {
         let prelude = format!("({PRELUDE_PATH}:");
         let mut out = Vec::new();
-        for line in stack.lines().filter(|l| !l.contains(&prelude)) {
+        // The prelude's frames and the nameless native frame that runs the wrapper are the
+        // kernel's, not the user's.
+        for line in stack
+            .lines()
+            .filter(|l| !l.contains(&prelude) && l.trim() != "at  (native)")
+        {
             match self.map_frame(line) {
                 Some(Some(mapped)) => out.push(mapped),
                 Some(None) => {}
@@ -254,7 +259,10 @@ pub(crate) fn with_names(code: &str, message: String, stack: Option<&str>) -> St
                     } else {
                         dot
                     };
-                    match expression_before(&chars, end) {
+                    // Boa 0.22 places this error imprecisely in call chains
+                    // (`t.split(…).length` with `t` undefined points at `.length`): only a
+                    // plain member chain is named.
+                    match expression_before(&chars, end).filter(|o| !o.contains('(')) {
                         Some(object) => format!(
                             "cannot read property '{name}' of {object}: it is null or undefined"
                         ),
@@ -661,6 +669,15 @@ mod tests {
                 "code:1:13"
             ),
             "cannot read property 'b' of o?.a: it is null or undefined"
+        );
+        // Not named in a call chain, where Boa's position is not the failing read.
+        assert_eq!(
+            named(
+                "return t.split('\\n').length",
+                "cannot convert 'null' or 'undefined' to object",
+                "code:1:22"
+            ),
+            "cannot convert 'null' or 'undefined' to object"
         );
         // A position that is not at a call or a property, another message, or a native
         // innermost frame: unchanged.
