@@ -91,6 +91,13 @@ pub trait HostHandler: Send + Sync {
     /// Starts answering `op`. The future is dropped, cancelling the work, if the execution ends
     /// first (deadline, crash).
     fn call(&self, op: HostOp) -> HostFuture;
+
+    /// The names code finds on `servers` (`Object.keys(servers)`, `'fs' in servers`), sent
+    /// with each call; none by default. A call that enumerates them records a `list_tools`
+    /// host operation, so a cached answer is keyed on the catalogue.
+    fn server_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What [`Worker::execute`] produced.
@@ -459,6 +466,7 @@ impl Worker {
                 id,
                 code: code.to_owned(),
                 skills,
+                servers: host.server_names(),
             })
             .is_err()
         {

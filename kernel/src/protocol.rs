@@ -131,11 +131,14 @@ pub(crate) enum ToWorker {
     /// here.
     Restore { sizes: Vec<(usize, usize)> },
     /// Run `code` as the body of an async function. `skills`, when set, replaces the worker's
-    /// skills library before the code runs; `None` keeps the one it has.
+    /// skills library before the code runs; `None` keeps the one it has. `servers` are the
+    /// upstream server names `servers` lists during this call.
     Execute {
         id: u64,
         code: String,
         skills: Option<SkillLibrary>,
+        #[serde(default)]
+        servers: Vec<String>,
     },
     /// The answer to [`FromWorker::HostCall`] number `call`.
     HostReply {

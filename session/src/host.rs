@@ -37,4 +37,8 @@ impl Tools for NoUpstreams {
     fn catalog_version(&self) -> String {
         String::new()
     }
+
+    fn server_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

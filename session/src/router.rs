@@ -35,6 +35,9 @@ pub trait Tools: Send + Sync + std::fmt::Debug + 'static {
     /// The upstream catalogue's version: it changes whenever any tool list changes. Cache
     /// entries of calls that used tools are keyed on it.
     fn catalog_version(&self) -> String;
+
+    /// The configured upstream server names, in order: what `Object.keys(servers)` lists.
+    fn server_names(&self) -> Vec<String>;
 }
 
 /// The host handler of one call: knows the calling session, so skills and sessions resolve
@@ -52,6 +55,10 @@ pub(crate) struct Router {
 }
 
 impl HostHandler for Router {
+    fn server_names(&self) -> Vec<String> {
+        self.tools.server_names()
+    }
+
     fn call(&self, op: HostOp) -> HostFuture {
         match op {
             HostOp::SkillSave { .. }

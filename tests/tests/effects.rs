@@ -21,6 +21,19 @@ impl HostHandler for Null {
     }
 }
 
+/// [`Null`] with two upstream server names.
+struct TwoServers;
+
+impl HostHandler for TwoServers {
+    fn call(&self, _op: HostOp) -> HostFuture {
+        Box::pin(async { Ok(Value::Null) })
+    }
+
+    fn server_names(&self) -> Vec<String> {
+        vec!["fs".to_owned(), "memory".to_owned()]
+    }
+}
+
 async fn worker() -> (Arc<WorkerPool>, Worker) {
     let mut config = KernelConfig::new(binary_path());
     config.warm_workers = 0;
@@ -229,4 +242,64 @@ async fn distinct_tools_are_kept_up_to_the_limit_then_truncated() {
     assert_eq!(over.tools.len(), MAX_EFFECTS_TOOLS);
     assert_eq!(over.tools[MAX_EFFECTS_TOOLS - 1], tool("s", "t255"));
     assert!(over.tools_truncated);
+}
+
+#[tokio::test]
+async fn listing_the_servers_reads_the_catalogue_and_naming_one_does_not() {
+    let (_pool, mut worker) = worker().await;
+    let listed = Effects {
+        host_ops: vec!["list_tools".to_owned()],
+        ..Effects::default()
+    };
+    for (code, expected) in [
+        (
+            "JSON.stringify(Object.keys(servers))",
+            "[\"fs\",\"memory\"]",
+        ),
+        (
+            "String('fs' in servers) + String('web' in servers)",
+            "truefalse",
+        ),
+        (
+            "const n = []; for (const k in servers) n.push(k); n.join()",
+            "fs,memory",
+        ),
+        (
+            "String(Object.getOwnPropertyDescriptor(servers, 'memory') !== undefined)",
+            "true",
+        ),
+    ] {
+        let execution = worker
+            .execute(code, Duration::from_secs(30), Arc::new(TwoServers), None)
+            .await
+            .expect("the call runs");
+        let value = execution.outcome.result.expect(code);
+        assert_eq!(value.json, format!("{expected:?}"), "{code}");
+        assert_eq!(execution.effects, listed, "{code}");
+    }
+    // Naming a server is not listing: it keys on nothing.
+    let execution = worker
+        .execute(
+            "typeof servers.fs",
+            Duration::from_secs(30),
+            Arc::new(TwoServers),
+            None,
+        )
+        .await
+        .expect("the call runs");
+    assert_eq!(execution.effects, Effects::default());
+    // Writes are refused, as on any frozen global.
+    for code in [
+        "servers.x = 1",
+        "delete servers.fs",
+        "Object.defineProperty(servers, 'x', {value: 1})",
+        "Object.setPrototypeOf(servers, {})",
+    ] {
+        let execution = worker
+            .execute(code, Duration::from_secs(30), Arc::new(TwoServers), None)
+            .await
+            .expect("the call runs");
+        let error = execution.outcome.result.expect_err(code);
+        assert_eq!(error.kind.name(), "TypeError", "{code}: {}", error.message);
+    }
 }

@@ -285,9 +285,14 @@ fn corpus() -> Vec<Case> {
             &["already parsed"],
         ),
         value(
-            "Object.keys(servers).sort()",
+            "Object.keys(servers)",
             json!(["everything", "fs", "memory"]),
             &["mcp.tools.list"],
+        ),
+        value(
+            "const r = await servers.fs.read_text_file({path: '{dir}/notes.md'});\nreturn r.split('\\n')[0]",
+            json!("# Notes"),
+            &["take the text from its field"],
         ),
         value(
             "const r = servers.everything.echo({message: 'a'}).toUpperCase();\nreturn r",

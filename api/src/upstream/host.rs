@@ -51,6 +51,10 @@ impl Tools for UpstreamHost {
     fn catalog_version(&self) -> String {
         self.upstreams.catalog().version.clone()
     }
+
+    fn server_names(&self) -> Vec<String> {
+        self.upstreams.servers().keys().cloned().collect()
+    }
 }
 
 fn unknown_server(upstreams: &Upstreams, server: &str) -> String {

@@ -115,6 +115,7 @@ pub(crate) struct Engine {
     discard_changes: JsFunction,
     state_access: JsFunction,
     set_library: JsFunction,
+    set_servers: JsFunction,
     take_skills_used: JsFunction,
     take_effects: JsFunction,
     /// Bytes each committed top-level key adds to the state's JSON text (`key:value,`), by
@@ -337,6 +338,7 @@ impl Engine {
             discard_changes: func(&api, "discardChanges", &mut context)?,
             state_access: func(&api, "stateAccess", &mut context)?,
             set_library: func(&api, "setLibrary", &mut context)?,
+            set_servers: func(&api, "setServers", &mut context)?,
             take_skills_used: func(&api, "takeSkillsUsed", &mut context)?,
             take_effects: func(&api, "takeEffects", &mut context)?,
             context,
@@ -405,6 +407,21 @@ impl Engine {
 
     /// Replaces the skills library `skills.<name>` reads from. Skills are compiled when first
     /// used, so this costs one string per skill.
+    /// Gives the prelude the server names `servers` lists during the next call. Only a
+    /// JavaScript array of strings is built, which an engine limit alone could fail; then
+    /// `servers` lists nothing for the call.
+    fn set_servers(&mut self, names: &[String]) {
+        let names = JsArray::from_iter(
+            names
+                .iter()
+                .map(|n| JsValue::from(JsString::from(n.as_str()))),
+            &mut self.context,
+        );
+        let _ = self
+            .set_servers
+            .call(&JsValue::undefined(), &[names.into()], &mut self.context);
+    }
+
     fn set_library(&mut self, library: SkillLibrary) -> JsResult<()> {
         let (names, sources): (Vec<&str>, Vec<&str>) = library
             .skills
@@ -451,13 +468,19 @@ impl Engine {
                 .as_ref()
                 .is_none_or(|f| f.get(i, &mut self.context).is_ok_and(|v| v.to_boolean()))
         };
+        let (time, random, timers, listed_servers) = (flag(0), flag(1), flag(2), flag(3));
+        let mut host_ops = tracked.host_ops;
+        // Listing `servers` read the catalogue, as `mcp.tools.list()` does.
+        if listed_servers && !host_ops.iter().any(|op| op == "list_tools") {
+            host_ops.push("list_tools".to_owned());
+        }
         Effects {
-            time: flag(0),
-            random: flag(1),
-            timers: flag(2),
+            time,
+            random,
+            timers,
             tools: tracked.tools,
             tools_truncated: tracked.tools_truncated,
-            host_ops: tracked.host_ops,
+            host_ops,
         }
     }
 
@@ -469,6 +492,7 @@ impl Engine {
         id: u64,
         code: &str,
         skills: Option<SkillLibrary>,
+        servers: &[String],
         inbound: &mut Inbound,
     ) -> Option<FromWorker> {
         let slots = Arc::new(Semaphore::new(self.limits.max_host_calls_in_flight));
@@ -487,6 +511,7 @@ impl Engine {
             let message = format!("the skills library could not be loaded: {e}");
             return Some(self.fail(id, ErrorKind::Internal, message, None, true));
         }
+        self.set_servers(servers);
         let outcome = self.run(code, inbound).await;
         // Host calls still in flight belong to this call only; drop them.
         CALL.with(|c| c.pending.borrow_mut().clear());
@@ -1284,9 +1309,9 @@ fn compile_skill(_this: &JsValue, args: &[JsValue], context: &mut Context) -> Js
     script.evaluate(context)
 }
 
-/// `freezeReachable(roots, skip)`: freezes every object reachable from the array `roots`
+/// `freezeReachable(roots, ...skip)`: freezes every object reachable from the array `roots`
 /// through own property values, getters, setters and prototypes (as the prelude's `lockdown`
-/// describes), except `skip`; returns how many objects it froze. Prototypes and own
+/// describes), except the `skip` objects; returns how many objects it froze. Prototypes and own
 /// properties are read through the ordinary operations (`Object.getPrototypeOf`,
 /// `Object.getOwnPropertyDescriptor`), so a Proxy answers through its target; no getter is
 /// called. Any object that refuses to be frozen is a `TypeError`: the worker does not start.
@@ -1301,7 +1326,7 @@ fn freeze_reachable(_this: &JsValue, args: &[JsValue], context: &mut Context) ->
         .and_then(JsValue::as_object)
         .and_then(|o| JsArray::from_object(o).ok())
         .ok_or_else(|| refused("the roots must be an array"))?;
-    let skip = args.get(1).and_then(JsValue::as_object);
+    let skip: Vec<JsObject> = args.iter().skip(1).filter_map(JsValue::as_object).collect();
     let mut queue = Vec::new();
     for i in 0..roots.length(context)? {
         queue.push(roots.get(i, context)?);
@@ -1312,7 +1337,7 @@ fn freeze_reachable(_this: &JsValue, args: &[JsValue], context: &mut Context) ->
         let Some(object) = value.as_object() else {
             continue;
         };
-        if skip.as_ref() == Some(&object) || !seen.insert(object.clone()) {
+        if skip.contains(&object) || !seen.insert(object.clone()) {
             continue;
         }
         let frozen = object.set_integrity_level(IntegrityLevel::Frozen, context)?;
@@ -1452,13 +1477,15 @@ mod tests {
     }
 
     /// The paths (from `globalThis` and the hidden intrinsics) of the objects that are not
-    /// frozen after `lockdown`, found by a walk of its own; `skills` is the one exception.
-    /// `servers` refuses to list its keys after `lockdown` (so `Object.isFrozen` throws on
-    /// it): it is checked as not extensible, over a frozen target with no write traps.
+    /// frozen after `lockdown`, found by a walk of its own. `skills` and `servers` are the
+    /// exceptions: their names change between calls, so their traps keep them read-only
+    /// instead, which the walk checks for `servers` (every write is refused).
     const UNFROZEN: &str = r"
         const out = [];
         const seen = new Set([skills, servers]);
-        if (Object.isExtensible(servers)) out.push('servers');
+        if (Reflect.set(servers, 'x', 1) || Reflect.defineProperty(servers, 'x', { value: 1 })
+            || Reflect.deleteProperty(servers, 'x') || Reflect.setPrototypeOf(servers, {})
+            || Reflect.preventExtensions(servers)) out.push('servers');
         // Fresh objects whose prototypes are hidden intrinsics: only those prototypes count.
         const queue = [
             [async function () {}, 'async'], [function* () {}, 'gen'], [async function* () {}, 'asyncgen'],

@@ -153,8 +153,16 @@ async fn serve(mut engine: Engine, mut inbound: Inbound, overflow_fault: bool) {
             ToWorker::Execute { code, .. } if overflow_fault && code == OVERFLOW_CODE => {
                 recurse_without_bound(0);
             }
-            ToWorker::Execute { id, code, skills } => {
-                match engine.execute(id, &code, skills, &mut inbound).await {
+            ToWorker::Execute {
+                id,
+                code,
+                skills,
+                servers,
+            } => {
+                match engine
+                    .execute(id, &code, skills, &servers, &mut inbound)
+                    .await
+                {
                     Some(reply) => {
                         outbound::push(&reply);
                         ran_code = true;

@@ -379,22 +379,38 @@
       },
     });
   };
-  // Set by `lockdown` once its walk (which enumerates every global) is done: from then on,
-  // enumerating `servers` (`Object.keys`, `for…in`, spread) throws a TypeError saying how to
-  // list them, instead of showing an empty object. The names live in the supervisor's
-  // catalogue, which a synchronous trap cannot ask.
-  let serversSealed = false;
+  // The upstream server names of the current call (`setServers`, before each call). Like
+  // `skills`, `servers` is a read-only Proxy whose names change between calls, so `lockdown`
+  // leaves it unfrozen and its traps refuse every write. Listing the names (`Object.keys`,
+  // `for…in`, `in`) reads the catalogue: `serversListed` makes the worker record it.
+  let serverNames = [];
+  let serversListed = false;
+  const isServer = (name) => {
+    serversListed = true;
+    return typeof name === 'string' && serverNames.indexOf(name) >= 0;
+  };
   const sayServers = described('[servers: call upstream tools as await servers.<server>.<tool>(args); list them with await mcp.tools.list()]');
-  const servers = new ProxyC(Object.freeze(Object.create(null)), {
+  const servers = new ProxyC(Object.create(null), {
+    __proto__: null,
     get(_, server) {
       const text = sayServers(server);
       if (text !== undefined) return text;
       return notATool(server) ? undefined : serverProxy(server);
     },
-    ownKeys(target) {
-      if (!serversSealed) return rOwnKeys(target);
-      throw new TypeErrorC('servers cannot list its names synchronously: list the servers and their tools with await mcp.tools.list()');
+    has(_, server) { return isServer(server); },
+    ownKeys() {
+      serversListed = true;
+      return serverNames.slice();
     },
+    getOwnPropertyDescriptor(_, server) {
+      if (!isServer(server)) return undefined;
+      return { value: serverProxy(server), writable: false, enumerable: true, configurable: true };
+    },
+    set() { return false; },
+    defineProperty() { return false; },
+    deleteProperty() { return false; },
+    preventExtensions() { return false; },
+    setPrototypeOf() { return false; },
   });
 
   // ---- effects ----
@@ -1091,21 +1107,21 @@
     // The skills Proxy refuses to be frozen (its traps keep it read-only instead); the
     // library behind it must stay mutable. The walk is native (`freezeReachable`): in
     // JavaScript it took ~10 ms of each worker's start, natively ~2 ms.
-    const frozen = freezeReachable(roots, skillsGlobal);
-    serversSealed = true;
-    return frozen;
+    return freezeReachable(roots, skillsGlobal, servers);
   }
 
   return {
     mcp, servers, skills: skillsGlobal, console, ToolError, setTimeout, clearTimeout, queueMicrotask,
     URLSearchParams,
     lockdown,
-    // [time, random, timers] since the last call of this; resets them.
+    setServers(names) { serverNames = names; },
+    // [time, random, timers, servers listed] since the last call of this; resets them.
     takeEffects() {
-      const out = [usedTime, usedRandom, usedTimers];
+      const out = [usedTime, usedRandom, usedTimers, serversListed];
       usedTime = false;
       usedRandom = false;
       usedTimers = false;
+      serversListed = false;
       return out;
     },
     serialize,
