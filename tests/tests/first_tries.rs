@@ -343,6 +343,10 @@ fn corpus() -> Vec<Case> {
             &["mcp.tools.search"],
         ),
         error(
+            "const {content} = await fs.read_text_file({path: '{dir}/app.log'});\nreturn content.length",
+            &["servers.fs.<tool>"],
+        ),
+        error(
             "const r = await fetch('https://example.com');\nreturn r.status",
             &["no network"],
         ),

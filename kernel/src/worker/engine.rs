@@ -525,7 +525,7 @@ impl Engine {
                 let stack = stack.map(|s| self.positions.map_stack(&s));
                 let message = shape::with_names(code, message, stack.as_deref());
                 let stack = shape::with_excerpt(code, &message, stack);
-                let message = super::hints::with_hint(&name, message, code);
+                let message = super::hints::with_hint(&name, message, code, servers);
                 self.fail(id, ErrorKind::Js(name), message, stack, false)
             }
             Ok(PromiseState::Pending) => self.fail(
@@ -544,14 +544,14 @@ impl Engine {
                     "SyntaxError"
                 };
                 let stack = shape::with_excerpt(code, &message, None);
-                let message = super::hints::with_hint(name, message, code);
+                let message = super::hints::with_hint(name, message, code, servers);
                 self.fail(id, ErrorKind::Js(name.to_owned()), message, stack, false)
             }
             Err(RunError::Syntax(e)) => {
                 let message = e.to_string();
                 let name = message.split(':').next().unwrap_or("SyntaxError").to_owned();
                 let message = message.split_once(": ").map_or(message.clone(), |(_, m)| m.to_owned());
-                let message = super::hints::with_hint(&name, message, code);
+                let message = super::hints::with_hint(&name, message, code, servers);
                 self.fail(id, ErrorKind::Js(name), message, None, false)
             }
             Err(RunError::Abort(Abort::Engine(e))) => {

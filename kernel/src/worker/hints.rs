@@ -30,19 +30,30 @@ const STRING_METHODS: &[&str] = &[
 ];
 
 /// `message` with a hint appended when the error is one of the classes above.
-/// `code` is the user's code, for the one hint that depends on how a result was read.
-pub(crate) fn with_hint(name: &str, message: String, code: &str) -> String {
-    match hint(name, &message, code) {
+/// `code` is the user's code, for the hints that depend on how a result was read; `servers`
+/// the upstream server names of the call, which an undefined name may have meant.
+pub(crate) fn with_hint(name: &str, message: String, code: &str, servers: &[String]) -> String {
+    match hint(name, &message, code, servers) {
         Some(hint) => format!("{message} — {hint}"),
         None => message,
     }
 }
 
-fn hint(name: &str, message: &str, code: &str) -> Option<String> {
+fn hint(name: &str, message: &str, code: &str, servers: &[String]) -> Option<String> {
     let module = "the code is the body of an async function, not a module: there is no import, export or require";
     match name {
         "ReferenceError" => {
             let identifier = message.strip_suffix(" is not defined")?;
+            if servers.iter().any(|s| s == identifier) {
+                return Some(format!(
+                    "`{identifier}` is an upstream server: call its tools as `await servers.{identifier}.<tool>(args)`"
+                ));
+            }
+            let known = if servers.is_empty() {
+                String::new()
+            } else {
+                format!("; the upstream servers are {}", servers.join(", "))
+            };
             Some(match identifier {
                 "require" | "module" | "exports" | "define" | "__dirname" | "__filename" => {
                     format!("{module}; {TOOLS}")
@@ -59,11 +70,10 @@ fn hint(name: &str, message: &str, code: &str) -> Option<String> {
                     )
                 }
                 "Buffer" => "there is no Buffer: use `btoa`/`atob` for base64 and `TextEncoder`/`TextDecoder` for bytes".to_owned(),
-                "URLSearchParams" => "there is no URLSearchParams: read `new URL(u).search`, and build a query with `encodeURIComponent`".to_owned(),
                 "Intl" => "there is no Intl: format numbers with `toFixed` and dates with `toISOString`".to_owned(),
                 "performance" => "there is no performance clock: use `Date.now()`".to_owned(),
                 _ => format!(
-                    "names do not persist between calls: keep values in `mcp.state` and helpers as skills; {TOOLS}"
+                    "names do not persist between calls: keep values in `mcp.state` and helpers as skills; {TOOLS}{known}"
                 ),
             })
         }
@@ -105,7 +115,7 @@ mod tests {
 
     #[test]
     fn each_class_gets_its_hint_and_other_errors_none() {
-        let hinted = |name: &str, message: &str| with_hint(name, message.to_owned(), "");
+        let hinted = |name: &str, message: &str| with_hint(name, message.to_owned(), "", &[]);
         assert!(hinted("ReferenceError", "require is not defined").contains("not a module"));
         assert!(hinted("ReferenceError", "callTool is not defined").contains("mcp.tools.call"));
         assert!(
@@ -114,11 +124,33 @@ mod tests {
         assert!(hinted("ReferenceError", "fetch is not defined").contains("no network"));
         assert!(hinted("ReferenceError", "Buffer is not defined").contains("btoa"));
         assert!(hinted("ReferenceError", "Intl is not defined").contains("toFixed"));
+        let servers = ["fs".to_owned(), "memory".to_owned()];
+        assert!(
+            with_hint(
+                "ReferenceError",
+                "fs is not defined".to_owned(),
+                "",
+                &servers
+            )
+            .ends_with(
+                "`fs` is an upstream server: call its tools as `await servers.fs.<tool>(args)`"
+            )
+        );
+        assert!(
+            with_hint(
+                "ReferenceError",
+                "filesystem is not defined".to_owned(),
+                "",
+                &servers
+            )
+            .ends_with("; the upstream servers are fs, memory")
+        );
         assert!(
             with_hint(
                 "TypeError",
                 "r.split is not a function".to_owned(),
-                "const r = await servers.fs.read_text_file({path}); r.split('\\n')"
+                "const r = await servers.fs.read_text_file({path}); r.split('\\n')",
+                &[]
             )
             .contains("take the text from its field")
         );
@@ -126,7 +158,8 @@ mod tests {
             with_hint(
                 "TypeError",
                 "cannot read property '0' of undefined".to_owned(),
-                "(await servers.e.echo({})).content[0].text"
+                "(await servers.e.echo({})).content[0].text",
+                &[]
             )
             .contains("resolves to the result itself")
         );
