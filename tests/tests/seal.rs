@@ -396,13 +396,9 @@ impl Supervisor {
         self.child.id().expect("the server is running")
     }
 
-    async fn execute(&self, code: &str) -> rmcp::model::CallToolResult {
-        let params = rmcp::model::CallToolRequestParams::new("execute").with_arguments(
-            json!({ "code": code })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
+    async fn execute_with(&self, arguments: serde_json::Value) -> rmcp::model::CallToolResult {
+        let params = rmcp::model::CallToolRequestParams::new("execute")
+            .with_arguments(arguments.as_object().cloned().unwrap_or_default());
         tokio::time::timeout(REQUEST_DEADLINE, self.client.call_tool(params))
             .await
             .expect("execute answered in time")
@@ -415,9 +411,10 @@ impl Supervisor {
 async fn server_with_children(dir: &TempDir) -> (Supervisor, Vec<(u32, String)>) {
     let config = write_config(dir, json!({ "fixture": fixture_entry(&["--linger"]) }));
     let server = Supervisor::start(&["--config", utf8(&config), "--warm-workers", "1"]).await;
-    // The call waits for the upstream to start.
+    // The call waits for the upstream to start. It must run (cache off): the other tests
+    // that make this call share the Redis tier (REDIS_URL), and a cache hit takes no worker.
     let result = server
-        .execute("await servers.fixture.echo({value: 1})")
+        .execute_with(json!({"code": "await servers.fixture.echo({value: 1})", "cache": "off"}))
         .await;
     assert!(!result.is_error(), "{}", result.text());
     let deadline = Instant::now() + REQUEST_DEADLINE;
