@@ -358,6 +358,9 @@ impl Supervisor {
         let mut child = tokio::process::Command::new(binary_path())
             .arg("serve")
             .args(flags)
+            // The embedded default, as `mcpk_tests::Server` runs it: REDIS_URL is for the
+            // tests that pass --redis-url with a key prefix of their own.
+            .env_remove("REDIS_URL")
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
