@@ -523,3 +523,31 @@ async fn errors_name_what_was_not_a_function_and_what_was_null() {
         "Array.prototype.map: Callbackfn is not callable"
     );
 }
+
+/// `MAX_NESTING_LEVELS` of kernel/src/worker/typescript.rs: swc's parser has no stack guard,
+/// so deeper code is not handed to it.
+const MAX_TYPESCRIPT_NESTING_LEVELS: usize = 1_000;
+
+#[tokio::test]
+async fn typescript_is_stripped_up_to_the_nesting_limit_and_not_beyond() {
+    let server = Server::start().await;
+    let nested = |levels: usize| {
+        format!(
+            "const x: number = {}1{};\nreturn x",
+            "(".repeat(levels),
+            ")".repeat(levels)
+        )
+    };
+    let at_limit = server.execute(&nested(MAX_TYPESCRIPT_NESTING_LEVELS)).await;
+    assert_eq!(at_limit.value(), &json!(1));
+    // One level more: Boa's own error on the annotation, and the worker is fine.
+    let beyond = server
+        .execute(&nested(MAX_TYPESCRIPT_NESTING_LEVELS + 1))
+        .await;
+    assert_eq!(beyond.error_name(), "SyntaxError");
+    beyond.assert_message_contains(&["line 1, col 8"]);
+    assert_eq!(
+        server.execute("const y: number = 2; y").await.value(),
+        &json!(2)
+    );
+}

@@ -21,8 +21,7 @@ use swc_common::sync::Lrc;
 use swc_common::{BytePos, GLOBALS, Globals, SourceMap};
 use swc_ts_fast_strip::{ErrorCode, Mode, Options, operate};
 
-/// Deepest bracket nesting (`(`, `[`, `{`, `<`, counted without parsing) handed to the
-/// stripper. swc's recursive-descent parser used ~8–60 KB of stack per level in our probes and
+/// Deepest nesting ([`nesting_levels`], counted without parsing) handed to the stripper. swc's recursive-descent parser used ~8–60 KB of stack per level in our probes and
 /// has no guard; 1,000 levels stay far inside the worker's 8 MiB minimum stack.
 pub(crate) const MAX_NESTING_LEVELS: usize = 1_000;
 
@@ -61,7 +60,14 @@ pub(crate) fn strip(code: &str) -> Stripped {
         mode: Mode::StripOnly,
         ..Options::default()
     };
-    let outcome = GLOBALS.set(&Globals::new(), || operate(&cm, &handler, input, options));
+    // A panic in swc (a bug on some input) must not take the worker down: the code then
+    // counts as not TypeScript, and Boa's error stands.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        GLOBALS.set(&Globals::new(), || operate(&cm, &handler, input, options))
+    }));
+    let Ok(outcome) = outcome else {
+        return Stripped::NotTypeScript;
+    };
     match outcome {
         Ok(output) => output
             .code
@@ -118,21 +124,24 @@ fn position_in(code: &str, offset: usize) -> (usize, usize) {
     (line, before[start..].chars().count() + 1)
 }
 
-/// The deepest bracket nesting in `code`, counting `(`, `[`, `{` and `<` against their closers
-/// without parsing (strings and comments included): an upper bound of the parser's recursion.
+/// An upper bound of the nesting swc's parser recurses through for `code`, found without
+/// parsing: the deepest `(`/`[`/`{` nesting plus every `<` (a `<` may open a type argument
+/// list, and `>` closes comparisons and arrows too, so `<` is never paired off). Strings and
+/// comments are counted as code, which only raises the bound.
 fn nesting_levels(code: &str) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut depth, mut deepest, mut angles) = (0usize, 0usize, 0usize);
     for b in code.bytes() {
         match b {
-            b'(' | b'[' | b'{' | b'<' => {
+            b'(' | b'[' | b'{' => {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            b')' | b']' | b'}' | b'>' => depth = depth.saturating_sub(1),
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'<' => angles += 1,
             _ => {}
         }
     }
-    deepest
+    deepest + angles
 }
 
 /// One swc diagnostic: its message and primary position.
@@ -234,5 +243,13 @@ mod tests {
             ")".repeat(MAX_NESTING_LEVELS + 1)
         );
         assert_eq!(strip(&format!("{deep}: number")), Stripped::NotTypeScript);
+        // `>` never pairs off a `(`: arrows and comparisons cannot hide depth.
+        let arrows = format!(
+            "{}1{}",
+            "(() => ".repeat(MAX_NESTING_LEVELS + 1),
+            ")".repeat(MAX_NESTING_LEVELS + 1)
+        );
+        assert!(nesting_levels(&arrows) > MAX_NESTING_LEVELS);
+        assert_eq!(nesting_levels("f<A<B>>(x)"), 3);
     }
 }
