@@ -585,6 +585,71 @@ mod tests {
     }
 
     #[test]
+    fn each_limit_holds_at_its_value() {
+        // MAX_KEY_BYTES: a 40-byte key is a field name, a 41-byte one makes a record.
+        let key = |n: usize| "k".repeat(n);
+        assert_eq!(
+            learn(&[json!({ key(MAX_KEY_BYTES): 1 })]),
+            format!("{{{}: number}}", key(MAX_KEY_BYTES))
+        );
+        assert_eq!(
+            learn(&[json!({ key(MAX_KEY_BYTES + 1): 1 })]),
+            "Record<string, number>"
+        );
+        // MAX_FIELDS: 24 fields stay an object, 25 make a record.
+        let wide = |n: usize| -> Value {
+            Value::Object((0..n).map(|i| (format!("f{i:02}"), json!(i))).collect())
+        };
+        assert!(learn(&[wide(MAX_FIELDS)]).starts_with("{f00: number"));
+        assert_eq!(learn(&[wide(MAX_FIELDS + 1)]), "Record<string, number>");
+        // MAX_LITERAL_BYTES: 16-byte words can be literals, a 17-byte one cannot.
+        let words = |n: usize| -> Vec<Value> {
+            (0..3)
+                .map(|_| {
+                    json!([
+                        format!("a{}", "b".repeat(n - 1)),
+                        format!("c{}", "d".repeat(n - 1))
+                    ])
+                })
+                .collect()
+        };
+        assert!(learn(&words(MAX_LITERAL_BYTES)).contains(" | "));
+        assert_eq!(learn(&words(MAX_LITERAL_BYTES + 1)), "string[]");
+        // MAX_ELEMENTS: elements after the 32nd are not walked.
+        let mut items: Vec<Value> = (0..MAX_ELEMENTS).map(|i| json!(i)).collect();
+        items.push(json!("late"));
+        assert_eq!(learn(&[Value::Array(items.clone())]), "number[]");
+        items.insert(MAX_ELEMENTS - 1, json!("in"));
+        assert_eq!(learn(&[Value::Array(items)]), "(string | number)[]");
+        // MAX_WALK_NODES: a result is walked for 4,096 values; the rest is not seen. Four
+        // keys of 32 arrays of 32 numbers are 4 × 1,057 values (+1): the last array of `d`
+        // is past the budget, so its string is not seen, but the same string early in `d` is.
+        let block = |string_at: Option<usize>| -> Value {
+            Value::Array(
+                (0..MAX_ELEMENTS)
+                    .map(|i| {
+                        let mut row: Vec<Value> = (0..MAX_ELEMENTS).map(|j| json!(j)).collect();
+                        if string_at == Some(i) {
+                            row[0] = json!("s");
+                        }
+                        Value::Array(row)
+                    })
+                    .collect(),
+            )
+        };
+        let result =
+            |d: Value| json!({"a": block(None), "b": block(None), "c": block(None), "d": d});
+        assert_eq!(
+            learn(&[result(block(Some(MAX_ELEMENTS - 1)))]),
+            "{a: number[][]; b: number[][]; c: number[][]; d: number[][]}"
+        );
+        assert_eq!(
+            learn(&[result(block(Some(0)))]),
+            "{a: number[][]; b: number[][]; c: number[][]; d: (string | number)[][]}"
+        );
+    }
+
+    #[test]
     fn depth_samples_and_size_are_bounded() {
         let mut deep = json!(1);
         for _ in 0..20 {

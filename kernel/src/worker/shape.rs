@@ -670,6 +670,22 @@ mod tests {
             ),
             "cannot read property 'b' of o?.a: it is null or undefined"
         );
+        // MAX_NAMED_CHARS: a 60-character callee is named whole, a longer one cut with `…`.
+        let callee = |n: usize| format!("o{}", ".a".repeat((n - 1) / 2));
+        let exact = callee(MAX_NAMED_CHARS - 1) + "x";
+        assert_eq!(exact.chars().count(), MAX_NAMED_CHARS);
+        let call = format!("{exact}()");
+        let column = format!("code:1:{}", MAX_NAMED_CHARS + 1);
+        assert_eq!(
+            named(&call, "not a callable function", &column),
+            format!("{exact} is not a function")
+        );
+        let longer = format!("p{exact}()");
+        let column = format!("code:1:{}", MAX_NAMED_CHARS + 2);
+        assert_eq!(
+            named(&longer, "not a callable function", &column),
+            format!("…{exact} is not a function")
+        );
         // Not named in a call chain, where Boa's position is not the failing read.
         assert_eq!(
             named(
