@@ -330,10 +330,19 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("{}: {}", error.kind.name(), error.message);
+            let mut printed = format!("{}: {}", error.kind.name(), error.message);
             if let Some(stack) = error.stack {
-                eprintln!("{stack}");
+                printed.push('\n');
+                printed.push_str(&stack);
             }
+            eprintln!("{printed}");
+            eprintln!(
+                "({} ms) tokens: {} returned to the model; {} read by the code from upstream \
+                 tools and never shown to it (o200k_base)",
+                ran.duration.as_millis(),
+                mcpk_api::tokens_in(&printed),
+                ran.processed_tokens
+            );
             ExitCode::FAILURE
         }
     }

@@ -153,6 +153,11 @@ fn run_exits_1_when_the_script_throws_with_the_error_on_stderr() {
         assert_eq!(output.status.code(), Some(1), "{code}: {stderr}");
         assert!(stderr.contains(expected), "{code}: {stderr}");
         assert_eq!(stdout_of(&output), "", "{code}");
+        // A failure costs the model its error text, and says so like a result does.
+        assert!(
+            stderr.contains(" returned to the model; 0 read by the code from upstream tools"),
+            "{code}: {stderr}"
+        );
     }
     let script = dir.write("logs.js", "console.log('before'); throw new Error('x')");
     let output = run_binary(&["run", utf8(&script)], &[]);
