@@ -49,6 +49,12 @@ async fn prototypes_and_hidden_intrinsics_are_frozen() {
         ("Math.random = () => 4", "random"),
         ("Date.now = () => 0", "now"),
         ("console.log = () => {}", "log"),
+        // Behind the getter that records its use, and frozen all the same.
+        ("crypto.randomUUID = () => 'fixed'", "randomUUID"),
+        ("crypto.note = 1", "note"),
+        ("URL.prototype.x = 1", "x"),
+        ("URLSearchParams.prototype.get = () => 'x'", "get"),
+        ("JSON.parse = () => 1", "parse"),
         ("mcp.tools = null", "tools"),
         ("Object.getPrototypeOf(async function () {}).x = 1", "x"),
         (

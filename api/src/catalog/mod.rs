@@ -178,10 +178,23 @@ impl Catalog {
     }
 
     /// The tool `name` of `server`.
+    /// The tool `server.name`; else the one tool of `server` whose name equals `name` once
+    /// case, `-`, `_` and `.` are ignored (`getSum` for `get-sum`), as calls resolve it.
     pub(crate) fn find(&self, server: &str, name: &str) -> Option<&CatalogTool> {
         self.tools
             .iter()
             .find(|t| t.server == server && t.tool.name == name)
+            .or_else(|| {
+                let wanted = spelling_key(name);
+                let mut alike = self
+                    .tools
+                    .iter()
+                    .filter(|t| t.server == server && spelling_key(&t.tool.name) == wanted);
+                match (alike.next(), alike.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            })
     }
 
     /// Every tool, or one server's, in catalogue order.
@@ -367,6 +380,15 @@ pub(crate) fn skill_signature(skill: &mcpk_session::StoredSkill) -> String {
         let _ = write!(line, " — {summary}");
     }
     line
+}
+
+/// A tool name with case, `-`, `_` and `.` ignored: how code that cannot write `get-sum` as
+/// an identifier spells it (`getSum`, `get_sum`).
+pub(crate) fn spelling_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 #[cfg(test)]

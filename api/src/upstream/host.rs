@@ -218,14 +218,10 @@ fn spelled_alike<'a>(
     tools: &'a [rmcp::model::Tool],
     written: &str,
 ) -> Option<&'a rmcp::model::Tool> {
-    let key = |name: &str| -> String {
-        name.chars()
-            .filter(|c| !matches!(c, '-' | '_' | '.'))
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
-    let wanted = key(written);
-    let mut matching = tools.iter().filter(|t| key(&t.name) == wanted);
+    let wanted = crate::catalog::spelling_key(written);
+    let mut matching = tools
+        .iter()
+        .filter(|t| crate::catalog::spelling_key(&t.name) == wanted);
     match (matching.next(), matching.next()) {
         (Some(only), None) => Some(only),
         _ => None,

@@ -422,6 +422,8 @@
   // closure, so agent code can neither remove them nor reach the unwrapped functions.
   // Upstream tool calls and other host operations are recorded by the worker itself, where
   // their frames are sent.
+  // Objects that a getter returns and nothing else references; `lockdown` freezes them.
+  const hiddenByGetters = [];
   let usedTime = false;
   let usedRandom = false;
   let usedTimers = false;
@@ -451,6 +453,9 @@
     for (const name of ['performance', 'crypto']) {
       if (!hasOwn(globalThis, name)) continue;
       const original = globalThis[name];
+      // Only this getter holds it, and `lockdown`'s walk does not call getters: it is one of
+      // its roots instead, so it is frozen like every other global.
+      hiddenByGetters[hiddenByGetters.length] = original;
       const flag = name === 'performance' ? () => { usedTime = true; } : () => { usedRandom = true; };
       defineProperty(globalThis, name, {
         get() { flag(); return original; },
@@ -1090,6 +1095,7 @@
     for (const [home, keys] of OVERRIDABLE) for (const key of keys) makeOverridable(home, key);
     const roots = [
       globalThis,
+      ...hiddenByGetters,
       async function () {},
       function* () {},
       async function* () {},
