@@ -551,3 +551,63 @@ async fn typescript_is_stripped_up_to_the_nesting_limit_and_not_beyond() {
         &json!(2)
     );
 }
+
+#[tokio::test]
+async fn url_search_params_follow_the_url_standard() {
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "const out = [];\n\
+             const u = new URL('https://x.test/p?q=1');\n\
+             u.searchParams.append('z', '2 3');\n\
+             out.push(u.href, u.searchParams === u.searchParams);\n\
+             u.search = '?a=b';\n\
+             out.push(u.searchParams.get('a'), u.searchParams.get('q'));\n\
+             out.push(new URLSearchParams('q=50%25+off%').get('q'), new URLSearchParams('x=%zz%20b').get('x'));\n\
+             out.push(new URLSearchParams('a=%E9').get('a') === '\\uFFFD', new URLSearchParams({a: '\\uD800'}).toString());\n\
+             try { new URLSearchParams(['ab']); out.push('accepted'); } catch (e) { out.push(e.name); }\n\
+             out.push(String(new URLSearchParams('')), new URLSearchParams(new URLSearchParams('k=v&k=w')).getAll('k'));\n\
+             out.push(new URLSearchParams({s: \"a b*-._!'()~\"}).toString());\n\
+             return out",
+        )
+        .await;
+    assert_eq!(
+        result.value(),
+        &json!([
+            "https://x.test/p?q=1&z=2+3",
+            true,
+            "b",
+            null,
+            "50% off%",
+            "%zz b",
+            true,
+            "a=%EF%BF%BD",
+            "TypeError",
+            "",
+            ["v", "w"],
+            "s=a+b*-._%21%27%28%29%7E"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn console_table_is_bounded_and_json_parse_keeps_reviver_errors() {
+    let server = Server::start().await;
+    let result = server
+        .execute(
+            "console.table(Array.from({length: 3000}, (_, i) => ({a: i})));\n\
+             console.table([Object.fromEntries(Array.from({length: 50}, (_, i) => ['c' + i, i]))]);\n\
+             const mine = new Error('mine');\n\
+             let same = false;\n\
+             try { JSON.parse({toString: () => '{\"a\":1}'}, () => { throw mine; }); } catch (e) { same = e === mine; }\n\
+             return same",
+        )
+        .await;
+    assert_eq!(result.value(), &json!(true));
+    let logs = result.logs();
+    // At most 200 rows and 20 columns (plus `(index)`), and a line for the rest.
+    assert_eq!(logs[0].1.lines().count(), 2 + 200 + 1, "{logs:?}");
+    assert!(logs[0].1.ends_with("\n… 2800 more rows"), "{logs:?}");
+    let header = logs[1].1.lines().next().unwrap_or_default();
+    assert_eq!(header.matches(" | ").count(), 20, "{header}");
+}

@@ -118,9 +118,14 @@
   // `console.table(data, columns?)`: rows (array elements or own keys) as a text table with an
   // `(index)` column, one log line; values as `console.log` shows them. Anything that is not
   // an object is logged as `console.log` would.
+  // At most TABLE_MAX_ROWS rows and TABLE_MAX_COLUMNS columns are shown (a line says how many
+  // were left out), so the work is bounded before the log budget cuts the text.
+  const TABLE_MAX_ROWS = 200;
+  const TABLE_MAX_COLUMNS = 20;
   console.table = function (data, columns) {
     if (data === null || typeof data !== 'object') return console.log(data);
-    const keys = objectKeys(data);
+    const allKeys = objectKeys(data);
+    const keys = allKeys.slice(0, TABLE_MAX_ROWS);
     const cols = [];
     const seen = new Set();
     if (isArray(columns)) {
@@ -130,9 +135,10 @@
         const row = data[keys[i]];
         if (row === null || typeof row !== 'object') continue;
         const rk = objectKeys(row);
-        for (let j = 0; j < rk.length; j++) if (!seen.has(rk[j])) { seen.add(rk[j]); cols.push(rk[j]); }
+        for (let j = 0; j < rk.length && cols.length < TABLE_MAX_COLUMNS; j++) if (!seen.has(rk[j])) { seen.add(rk[j]); cols.push(rk[j]); }
       }
     }
+    if (cols.length > TABLE_MAX_COLUMNS) cols.length = TABLE_MAX_COLUMNS;
     const header = ['(index)', ...cols];
     let scalars = false;
     const rows = [];
@@ -154,6 +160,7 @@
     const line = (cells) => widths.map((w, c) => (cells[c] || '').padEnd(w)).join(' | ');
     let out = line(header) + '\n' + widths.map((w) => '-'.repeat(w)).join('-|-');
     for (let i = 0; i < rows.length; i++) out += '\n' + line(rows[i]);
+    if (allKeys.length > keys.length) out += `\n… ${allKeys.length - keys.length} more rows`;
     emit('log', out);
   };
 
@@ -162,10 +169,21 @@
   // the engine's behaviour and message.
   JSON.parse = {
     parse(text, reviver) {
+      if (text === null || typeof text !== 'object') return apply(parse, JSON, [text, reviver]);
+      // An object: its text may not parse. Errors the reviver throws pass through as they are.
+      let fromReviver = false;
+      const revive = typeof reviver !== 'function' ? reviver : function (key, value) {
+        try {
+          return apply(reviver, this, [key, value]);
+        } catch (e) {
+          fromReviver = true;
+          throw e;
+        }
+      };
       try {
-        return apply(parse, JSON, [text, reviver]);
+        return apply(parse, JSON, [text, revive]);
       } catch (e) {
-        if (text !== null && typeof text === 'object' && e instanceof SyntaxErrorC) {
+        if (!fromReviver && e instanceof SyntaxErrorC) {
           throw new SyntaxErrorC(`${e.message} — JSON.parse was given an object, not JSON text: it is already parsed (tool calls resolve to parsed values), so use it as it is`);
         }
         throw e;
@@ -177,81 +195,148 @@
   // [name, value] pairs, parsed and serialised as application/x-www-form-urlencoded (`+` for
   // space). `url.searchParams` gives a copy of `url.search`: changing it does not change the URL.
   const replaceAllC = StringC.prototype.replaceAll;
-  const decodeC = decodeURIComponent;
   const encodeC = encodeURIComponent;
+  const utf8 = new TextEncoder();
+  const fromUtf8 = new TextDecoder();
+  const hexValue = (b) => (b >= 48 && b <= 57 ? b - 48 : b >= 65 && b <= 70 ? b - 55 : b >= 97 && b <= 102 ? b - 87 : -1);
+  // application/x-www-form-urlencoded parsing: `+` is a space, each valid `%XX` a byte, any
+  // other `%` stays as it is, and the bytes are read as UTF-8 with U+FFFD for invalid runs.
   const formDecode = (t) => {
     const spaced = apply(replaceAllC, t, ['+', ' ']);
-    try { return decodeC(spaced); } catch (_) { return spaced; }
+    if (spaced.indexOf('%') < 0) return spaced;
+    const bytes = utf8.encode(spaced);
+    const out = new Uint8Array(bytes.length);
+    let n = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      const hi = bytes[i] === 37 && i + 2 < bytes.length ? hexValue(bytes[i + 1]) : -1;
+      const lo = hi >= 0 ? hexValue(bytes[i + 2]) : -1;
+      if (lo >= 0) {
+        out[n++] = hi * 16 + lo;
+        i += 2;
+      } else {
+        out[n++] = bytes[i];
+      }
+    }
+    return fromUtf8.decode(out.subarray(0, n));
+  };
+  // Names and values are USVStrings: a lone surrogate becomes U+FFFD, so serialising never
+  // throws.
+  const usv = (v) => {
+    const text = StringC(v);
+    return typeof text.toWellFormed === 'function' ? text.toWellFormed() : text;
   };
   const formEncode = (t) => apply(replaceC, encodeC(t), [/%20|[!'()~]/g, (c) => (c === '%20' ? '+' : `%${c.charCodeAt(0).toString(16).toUpperCase()}`)]);
+  const parseQuery = (init) => {
+    const list = [];
+    let text = usv(init);
+    if (text.startsWith('?')) text = text.slice(1);
+    for (const part of text.split('&')) {
+      if (part === '') continue;
+      const eq = part.indexOf('=');
+      list.push(eq < 0 ? [formDecode(part), ''] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))]);
+    }
+    return list;
+  };
   const pairsOf = new WeakMap();
+  // The URL a `url.searchParams` object belongs to: its changes are written back to it.
+  const ownerOf = new WeakMap();
   const listOf = (self) => {
     const list = pairsOf.get(self);
     if (list === undefined) throw new TypeErrorC('not a URLSearchParams');
     return list;
   };
+  const serializeQuery = (list) => list.map(([k, v]) => `${formEncode(k)}=${formEncode(v)}`).join('&');
+  const changed = (self) => {
+    const url = ownerOf.get(self);
+    if (url !== undefined) url.search = serializeQuery(listOf(self));
+  };
   class URLSearchParams {
     constructor(init = '') {
-      const list = [];
-      pairsOf.set(this, list);
-      if (init !== null && typeof init === 'object') {
-        if (typeof init[Symbol.iterator] === 'function') {
+      let list = [];
+      if (init !== null && (typeof init === 'object' || typeof init === 'function')) {
+        if (pairsOf.has(init)) {
+          list = listOf(init).map(([k, v]) => [k, v]);
+        } else if (typeof init[Symbol.iterator] === 'function') {
           for (const pair of init) {
+            if (pair === null || typeof pair !== 'object') throw new TypeErrorC('URLSearchParams: each pair must be an array of two items');
             const p = [...pair];
             if (p.length !== 2) throw new TypeErrorC('URLSearchParams: each pair must have exactly two items');
-            list.push([StringC(p[0]), StringC(p[1])]);
+            list.push([usv(p[0]), usv(p[1])]);
           }
         } else {
-          for (const k of objectKeys(init)) list.push([k, StringC(init[k])]);
+          for (const k of objectKeys(init)) list.push([usv(k), usv(init[k])]);
         }
-        return;
+      } else {
+        list = parseQuery(init);
       }
-      let text = StringC(init);
-      if (text.startsWith('?')) text = text.slice(1);
-      for (const part of text.split('&')) {
-        if (part === '') continue;
-        const eq = part.indexOf('=');
-        list.push(eq < 0 ? [formDecode(part), ''] : [formDecode(part.slice(0, eq)), formDecode(part.slice(eq + 1))]);
-      }
+      pairsOf.set(this, list);
     }
     get size() { return listOf(this).length; }
-    append(name, value) { listOf(this).push([StringC(name), StringC(value)]); }
+    get [Symbol.toStringTag]() { return 'URLSearchParams'; }
+    append(name, value) { listOf(this).push([usv(name), usv(value)]); changed(this); }
     delete(name, value) {
       const list = listOf(this);
-      const n = StringC(name);
+      const n = usv(name);
+      const v = value === undefined ? undefined : usv(value);
       for (let i = list.length - 1; i >= 0; i--) {
-        if (list[i][0] === n && (value === undefined || list[i][1] === StringC(value))) list.splice(i, 1);
+        if (list[i][0] === n && (v === undefined || list[i][1] === v)) list.splice(i, 1);
       }
+      changed(this);
     }
     get(name) {
-      const n = StringC(name);
+      const n = usv(name);
       const found = listOf(this).find((p) => p[0] === n);
       return found === undefined ? null : found[1];
     }
-    getAll(name) { const n = StringC(name); return listOf(this).filter((p) => p[0] === n).map((p) => p[1]); }
+    getAll(name) { const n = usv(name); return listOf(this).filter((p) => p[0] === n).map((p) => p[1]); }
     has(name, value) {
-      const n = StringC(name);
-      return listOf(this).some((p) => p[0] === n && (value === undefined || p[1] === StringC(value)));
+      const n = usv(name);
+      const v = value === undefined ? undefined : usv(value);
+      return listOf(this).some((p) => p[0] === n && (v === undefined || p[1] === v));
     }
     set(name, value) {
       const list = listOf(this);
-      const n = StringC(name);
+      const n = usv(name);
       const i = list.findIndex((p) => p[0] === n);
-      if (i < 0) { list.push([n, StringC(value)]); return; }
-      list[i][1] = StringC(value);
-      for (let j = list.length - 1; j > i; j--) if (list[j][0] === n) list.splice(j, 1);
+      if (i < 0) {
+        list.push([n, usv(value)]);
+      } else {
+        list[i][1] = usv(value);
+        for (let j = list.length - 1; j > i; j--) if (list[j][0] === n) list.splice(j, 1);
+      }
+      changed(this);
     }
-    sort() { listOf(this).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); }
+    sort() { listOf(this).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); changed(this); }
     forEach(fn, thisArg) { for (const [k, v] of listOf(this)) apply(fn, thisArg, [v, k, this]); }
     *entries() { for (const [k, v] of listOf(this)) yield [k, v]; }
     *keys() { for (const [k] of listOf(this)) yield k; }
     *values() { for (const [, v] of listOf(this)) yield v; }
     [Symbol.iterator]() { return this.entries(); }
-    toString() { return listOf(this).map(([k, v]) => `${formEncode(k)}=${formEncode(v)}`).join('&'); }
+    toString() { return serializeQuery(listOf(this)); }
   }
+  // `url.searchParams`: one object per URL, live both ways: its changes set `url.search`, and
+  // a change of `url.search` (or `href`) is read back on the next access.
+  const paramsOf = new WeakMap();
   if (typeof URL === 'function') {
     defineProperty(URL.prototype, 'searchParams', {
-      get() { return new URLSearchParams(this.search); },
+      get() {
+        const search = this.search;
+        let params = paramsOf.get(this);
+        if (params === undefined) {
+          params = new URLSearchParams(search);
+          paramsOf.set(this, params);
+          ownerOf.set(params, this);
+        } else {
+          const list = listOf(params);
+          const current = serializeQuery(list);
+          if ((current === '' ? '' : `?${current}`) !== search) {
+            const fresh = parseQuery(search);
+            list.length = 0;
+            for (let i = 0; i < fresh.length; i++) list.push(fresh[i]);
+          }
+        }
+        return params;
+      },
       enumerable: true,
       configurable: true,
     });
@@ -371,6 +456,8 @@
       get(_, tool) {
         const text = say(tool);
         if (text !== undefined) return text;
+        // JSON.stringify(servers) shows each server as its description, not an error.
+        if (tool === 'toJSON') return say('toString');
         if (notATool(tool)) return undefined;
         return (args) => unawaited(callTool(server, tool, args), `${member(path, tool)}(…)`);
       },

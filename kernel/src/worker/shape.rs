@@ -233,7 +233,7 @@ pub(crate) fn with_names(code: &str, message: String, stack: Option<&str>) -> St
     }) else {
         return message;
     };
-    let Some(line) = row.checked_sub(1).and_then(|r| code.split('\n').nth(r)) else {
+    let Some(line) = nth_line(code, row) else {
         return message;
     };
     let chars: Vec<char> = line.trim_end_matches('\r').chars().collect();
@@ -330,17 +330,37 @@ fn message_position(message: &str) -> Option<(usize, usize)> {
     Some((row.parse().ok()?, rest[..digits].parse().ok()?))
 }
 
+/// Line `row` (1-based) of `code`, lines ending as the engine counts them: at `\r\n`, `\r`,
+/// `\n`, U+2028 and U+2029.
+fn nth_line(code: &str, row: usize) -> Option<&str> {
+    let mut rest = code;
+    for _ in 1..row {
+        let end = rest.find(['\r', '\n', '\u{2028}', '\u{2029}'])?;
+        let terminator = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            rest[end..].chars().next()?.len_utf8()
+        };
+        rest = &rest[end + terminator..];
+    }
+    (row >= 1).then_some(())?;
+    let end = rest
+        .find(['\r', '\n', '\u{2028}', '\u{2029}'])
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
 /// Line `row` of `code` (1-based) and a caret under `column` (1-based, in characters), as
 /// `  3 | let x = f();` over `    |         ^`; a long line is cut to [`MAX_EXCERPT_CHARS`]
 /// around the column.
 fn excerpt(code: &str, row: usize, column: usize) -> Option<String> {
-    let line = code
-        .split('\n')
-        .nth(row.checked_sub(1)?)?
-        .trim_end_matches('\r');
+    let line = nth_line(code, row)?;
     let chars: Vec<char> = line.chars().collect();
     let column = column.max(1).min(chars.len() + 1);
-    let start = (column - 1).saturating_sub(MAX_EXCERPT_CHARS / 2);
+    // Centred on the column, but never cut a line that fits.
+    let start = (column - 1)
+        .saturating_sub(MAX_EXCERPT_CHARS / 2)
+        .min(chars.len().saturating_sub(MAX_EXCERPT_CHARS));
     let end = (start + MAX_EXCERPT_CHARS).min(chars.len());
     let mut shown: String = chars[start..end].iter().collect();
     let mut caret_at = column - 1 - start;
@@ -626,6 +646,15 @@ mod tests {
             "  1 | const a = 1;\n    |       ^"
         );
         assert_eq!(with_excerpt(code, "no position", None), None);
+        // Lines end where the engine ends them, U+2028 and `\r\n` included.
+        assert_eq!(
+            with_excerpt("a;\u{2028}b.c();\r\nd()", "x at line 2, col 4", None).unwrap(),
+            "  2 | b.c();\n    |    ^"
+        );
+        // A line that fits is shown whole, wherever the column is.
+        let fits = format!("{}x()", "a".repeat(MAX_EXCERPT_CHARS - 3));
+        let shown = with_excerpt(&fits, "x at line 1, col 98", None).unwrap();
+        assert!(shown.starts_with(&format!("  1 | {fits}\n")), "{shown}");
         assert_eq!(with_excerpt(code, "x at line 9, col 1", None), None);
         let long = format!("{}x()", "a".repeat(300));
         let shown = with_excerpt(&long, "x at line 1, col 301", None).unwrap();
