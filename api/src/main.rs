@@ -305,6 +305,7 @@ fn run(args: RunArgs) -> ExitCode {
         let level = level.as_ref().and_then(|l| l.as_str()).unwrap_or("log");
         eprintln!("[{level}] {}", entry.message);
     }
+    let (duration, processed) = (ran.duration, ran.processed_tokens);
     match ran.outcome.result {
         Ok(value) => {
             // A string result prints as its text; anything else as pretty JSON.
@@ -320,13 +321,7 @@ fn run(args: RunArgs) -> ExitCode {
                      filter in code or raise the limit)"
                 );
             }
-            eprintln!(
-                "({} ms) tokens: {} returned to the model; {} read by the code from upstream \
-                 tools and never shown to it (o200k_base)",
-                ran.duration.as_millis(),
-                mcpk_api::tokens_in(&printed),
-                ran.processed_tokens
-            );
+            print_tokens(duration, processed, &printed);
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -336,16 +331,22 @@ fn run(args: RunArgs) -> ExitCode {
                 printed.push_str(&stack);
             }
             eprintln!("{printed}");
-            eprintln!(
-                "({} ms) tokens: {} returned to the model; {} read by the code from upstream \
-                 tools and never shown to it (o200k_base)",
-                ran.duration.as_millis(),
-                mcpk_api::tokens_in(&printed),
-                ran.processed_tokens
-            );
+            print_tokens(duration, processed, &printed);
             ExitCode::FAILURE
         }
     }
+}
+
+/// The last stderr line of `run`: the time, what the printed result or error costs the
+/// model, and what the code read from upstream tools without the model seeing it.
+fn print_tokens(duration: std::time::Duration, processed: usize, printed: &str) {
+    eprintln!(
+        "({} ms) tokens: {} returned to the model; {} read by the code from upstream tools and \
+         never shown to it (o200k_base)",
+        duration.as_millis(),
+        mcpk_api::tokens_in(printed),
+        processed
+    );
 }
 
 /// Logs go to stderr only: stdout carries the MCP stream (and, in a worker, the protocol).

@@ -53,6 +53,14 @@ async fn run_with(worker: &mut Worker, code: &str, skills: Option<SkillLibrary>)
         .expect("the call runs")
 }
 
+/// Runs `code` with `host` answering its host calls.
+async fn run_on(worker: &mut Worker, code: &str, host: Arc<dyn HostHandler>) -> Execution {
+    worker
+        .execute(code, Duration::from_secs(30), host, None)
+        .await
+        .expect("the call runs")
+}
+
 /// The effects of a call that succeeded.
 async fn effects(worker: &mut Worker, code: &str) -> Effects {
     let execution = run(worker, code).await;
@@ -269,24 +277,13 @@ async fn listing_the_servers_reads_the_catalogue_and_naming_one_does_not() {
             "true",
         ),
     ] {
-        let execution = worker
-            .execute(code, Duration::from_secs(30), Arc::new(TwoServers), None)
-            .await
-            .expect("the call runs");
+        let execution = run_on(&mut worker, code, Arc::new(TwoServers)).await;
         let value = execution.outcome.result.expect(code);
         assert_eq!(value.json, format!("{expected:?}"), "{code}");
         assert_eq!(execution.effects, listed, "{code}");
     }
     // Naming a server is not listing: it keys on nothing.
-    let execution = worker
-        .execute(
-            "typeof servers.fs",
-            Duration::from_secs(30),
-            Arc::new(TwoServers),
-            None,
-        )
-        .await
-        .expect("the call runs");
+    let execution = run_on(&mut worker, "typeof servers.fs", Arc::new(TwoServers)).await;
     assert_eq!(execution.effects, Effects::default());
     // Writes are refused, as on any frozen global.
     for code in [
@@ -295,10 +292,7 @@ async fn listing_the_servers_reads_the_catalogue_and_naming_one_does_not() {
         "Object.defineProperty(servers, 'x', {value: 1})",
         "Object.setPrototypeOf(servers, {})",
     ] {
-        let execution = worker
-            .execute(code, Duration::from_secs(30), Arc::new(TwoServers), None)
-            .await
-            .expect("the call runs");
+        let execution = run_on(&mut worker, code, Arc::new(TwoServers)).await;
         let error = execution.outcome.result.expect_err(code);
         assert_eq!(error.kind.name(), "TypeError", "{code}: {}", error.message);
     }
