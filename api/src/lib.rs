@@ -19,11 +19,14 @@
 //! The binary (`src/main.rs`) only parses flags, sets up tracing on stderr and calls
 //! [`run_stdio`]; tests can drive [`run`] over any byte stream.
 
+mod access;
 mod arrival;
 mod catalog;
 mod config;
+mod http;
 mod json_text;
 mod launch;
+mod progress;
 mod resources;
 mod response;
 mod server;
@@ -32,6 +35,7 @@ mod tools;
 mod upstream;
 
 pub use config::{ConfigError, ServeConfig};
+pub use http::{HttpConfig, run_http};
 
 /// What `text` costs a model that reads it, in OpenAI `o200k_base` tokens: exact up to 512
 /// bytes, estimated above (within 25%; see the `tokens` module). `mcp-kernel run` prints it.
@@ -90,14 +94,17 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let started = start(&config).await?;
+    let access = Arc::new(access::Access::default());
+    let started = start(&config, access.clone()).await?;
     let sessions = started.sessions.clone();
     let connection = SessionKey::connection(config.tenant.as_str()).context("invalid --tenant")?;
     let server = server::KernelServer::new(
         config,
         started.sessions,
         started.upstreams,
-        connection.clone(),
+        access,
+        server::Binding::Fixed(connection.clone()),
+        None,
     );
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP");
     let transport = arrival::Stamped::new(AsyncRwTransport::new_server(read, write));
@@ -139,13 +146,26 @@ struct Started {
 
 /// Validates `config`, loads the upstream configuration, connects the snapshot store, and
 /// starts the upstreams (in the background) and the session manager with its worker pool.
-async fn start(config: &ServeConfig) -> anyhow::Result<Started> {
+/// `access` limits tenants to servers; each server it names must be configured.
+async fn start(config: &ServeConfig, access: Arc<access::Access>) -> anyhow::Result<Started> {
     config.validate().context("invalid configuration")?;
     upstream::stdio::set_launcher(config.worker_exe.clone());
     let servers = match &config.upstream_config {
         Some(path) => upstream::config::load(path)?,
         None => Vec::new(),
     };
+    let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+    if let Some((tenant, server)) = access.unknown_server(&names) {
+        anyhow::bail!(
+            "the auth file gives tenant `{tenant}` the server `{server}`, which the upstream \
+             configuration (--config) does not define; defined: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
     let store = match &config.redis_url {
         Some(url) => Store::redis(url, config.store_config())
             .await
@@ -162,7 +182,7 @@ async fn start(config: &ServeConfig) -> anyhow::Result<Started> {
     .context("configuring the result cache")?;
     let upstreams = upstream::Upstreams::start(servers, config.upstream_limits);
     let tools: Arc<dyn mcpk_session::Tools> =
-        Arc::new(upstream::UpstreamHost::new(upstreams.clone()));
+        Arc::new(upstream::UpstreamHost::new(upstreams.clone(), access));
     let sessions = Arc::new(SessionManager::start(
         config.kernel_config(),
         store,
@@ -204,7 +224,7 @@ pub async fn run_script(
     let Started {
         sessions,
         upstreams,
-    } = start(&config).await?;
+    } = start(&config, Arc::new(access::Access::default())).await?;
     upstreams
         .settled(config.upstream_limits.connect_timeout)
         .await;
@@ -224,6 +244,7 @@ pub async fn run_script(
                 mode: mcpk_session::SessionMode::Auto,
                 cache: mcpk_session::CacheMode::Auto,
                 connection: &connection,
+                progress: None,
             },
         )
         .await

@@ -17,8 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve MCP over stdin/stdout (logs go to stderr).
-    Serve(ServeArgs),
+    /// Serve MCP over stdin/stdout (logs go to stderr), or over streamable HTTP with --http.
+    Serve(ServeCommand),
     /// Run one script exactly as an agent's `execute` call would, print its logs and result.
     Run(RunArgs),
     /// Run one kernel worker process (started by `serve`; not for direct use).
@@ -45,6 +45,83 @@ enum Command {
         /// The file `open` tries.
         path: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+struct ServeCommand {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+/// The flags of `serve --http`; every default comes from [`mcpk_api::HttpConfig::new`].
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// Serve MCP over streamable HTTP at http://ADDR/mcp (e.g. 127.0.0.1:8080; port 0 picks a
+    /// free one) instead of stdio.
+    #[arg(long, value_name = "ADDR", env = "MCP_KERNEL_HTTP")]
+    http: Option<std::net::SocketAddr>,
+    /// Bearer tokens: JSON mapping each tenant to the SHA-256 of its tokens and an optional
+    /// allowlist of upstream servers (see the README). Required when --http is not loopback.
+    #[arg(long, env = "MCP_KERNEL_AUTH_FILE", requires = "http")]
+    auth_file: Option<std::path::PathBuf>,
+    /// Serve a non-loopback --http address without authentication.
+    #[arg(long, requires = "http", conflicts_with = "auth_file")]
+    insecure_no_auth: bool,
+    /// A Host header value to accept besides localhost, 127.0.0.1 and ::1 (repeatable): the
+    /// names clients use to reach this server.
+    #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+    allowed_hosts: Vec<String>,
+    /// A browser Origin to accept besides loopback ones, with scheme (repeatable), e.g.
+    /// https://app.example.com:443.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", requires = "http")]
+    allowed_origins: Vec<String>,
+    /// Largest HTTP request body, in bytes.
+    #[arg(long, env = "MCP_KERNEL_MAX_REQUEST_BODY_BYTES", default_value_t = http_defaults().max_request_body_bytes)]
+    max_request_body_bytes: usize,
+    /// HTTP requests handled at once; more get 503.
+    #[arg(long, env = "MCP_KERNEL_MAX_CONCURRENT_REQUESTS", default_value_t = http_defaults().max_concurrent_requests)]
+    max_concurrent_requests: usize,
+    /// Open TCP connections; more wait until one closes.
+    #[arg(long, env = "MCP_KERNEL_MAX_CONNECTIONS", default_value_t = http_defaults().max_connections)]
+    max_connections: usize,
+    /// Live MCP sessions (Mcp-Session-Id) at once.
+    #[arg(long, env = "MCP_KERNEL_MAX_MCP_SESSIONS", default_value_t = http_defaults().max_mcp_sessions)]
+    max_mcp_sessions: usize,
+}
+
+fn http_defaults() -> mcpk_api::HttpConfig {
+    mcpk_api::HttpConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+impl HttpArgs {
+    /// The HTTP configuration, when --http was given.
+    fn config(self) -> Result<Option<mcpk_api::HttpConfig>, String> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        for (flag, value) in [
+            ("--max-request-body-bytes", self.max_request_body_bytes),
+            ("--max-concurrent-requests", self.max_concurrent_requests),
+            ("--max-connections", self.max_connections),
+            ("--max-mcp-sessions", self.max_mcp_sessions),
+        ] {
+            if value == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
+        let mut config = mcpk_api::HttpConfig::new(addr);
+        config.auth_file = self.auth_file;
+        config.insecure_no_auth = self.insecure_no_auth;
+        config.allowed_hosts = self.allowed_hosts;
+        config.allowed_origins = self.allowed_origins;
+        config.max_request_body_bytes = self.max_request_body_bytes;
+        config.max_concurrent_requests = self.max_concurrent_requests;
+        config.max_connections = self.max_connections;
+        config.max_mcp_sessions = self.max_mcp_sessions;
+        Ok(Some(config))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -233,16 +310,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|error| format!("cannot start the tokio runtime: {error}"))
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
-    let started = serve_config(args).and_then(|config| Ok((config, runtime()?)));
-    let (config, runtime) = match started {
+fn serve(args: ServeCommand) -> ExitCode {
+    let started =
+        serve_config(args.serve).and_then(|config| Ok((config, args.http.config()?, runtime()?)));
+    let (config, http, runtime) = match started {
         Ok(started) => started,
         Err(error) => {
             tracing::error!("{error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mcpk_api::run_stdio(config)) {
+    let served = match http {
+        Some(http) => runtime.block_on(mcpk_api::run_http(config, http)),
+        None => runtime.block_on(mcpk_api::run_stdio(config)),
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

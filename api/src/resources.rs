@@ -9,6 +9,7 @@ use mcpk_session::{SessionKey, SessionManager};
 use rmcp::ErrorData;
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents};
 
+use crate::access::Servers;
 use crate::catalog::Catalog;
 use crate::upstream::Upstreams;
 
@@ -16,11 +17,11 @@ const TOOL_SCHEME: &str = "tool://";
 const SKILL_SCHEME: &str = "skill://";
 const SESSION_SCHEME: &str = "session://";
 
-/// One resource per upstream tool, `tool://<server>/<tool>.d.ts`.
-pub(crate) fn tools(catalog: &Catalog) -> Vec<Resource> {
+/// One resource per upstream tool `servers` allows, `tool://<server>/<tool>.d.ts`.
+pub(crate) fn tools(catalog: &Catalog, servers: Servers<'_>) -> Vec<Resource> {
     catalog
-        .tools
-        .iter()
+        .list(None, &servers)
+        .into_iter()
         .map(|t| {
             Resource::new(
                 format!("{TOOL_SCHEME}{}/{}.d.ts", t.server, t.tool.name),
@@ -95,6 +96,7 @@ pub(crate) async fn read(
     upstreams: &Upstreams,
     sessions: &SessionManager,
     connection: &SessionKey,
+    servers: Servers<'_>,
     uri: &str,
 ) -> Result<ReadResourceResult, ErrorData> {
     let not_found = |what: &str| {
@@ -109,10 +111,11 @@ pub(crate) async fn read(
             .ok_or_else(|| not_found(expected))?;
         let t = catalog
             .find(server, tool)
+            .filter(|t| servers.allows(&t.server))
             .ok_or_else(|| not_found(expected))?;
         return Ok(text(
             uri,
-            t.current_declaration().into_owned(),
+            t.current_declaration(&connection.tenant).into_owned(),
             "application/typescript",
         ));
     }

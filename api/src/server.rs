@@ -1,7 +1,7 @@
 //! The MCP server: one `execute` tool over a [`SessionManager`].
 
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -14,8 +14,10 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
+use crate::access::Access;
 use crate::arrival::Arrival;
 use crate::config::ServeConfig;
+use crate::progress::Notifier;
 use crate::response::{self, CallInfo};
 use crate::tools::execute::ExecuteArgs;
 use crate::tools::search_tools as search;
@@ -53,10 +55,44 @@ struct Inner {
     config: ServeConfig,
     sessions: Arc<SessionManager>,
     /// This connection's own default session.
-    connection: SessionKey,
+    binding: Binding,
     upstreams: Arc<Upstreams>,
+    access: Arc<Access>,
     tool: Tool,
     search_tool: Tool,
+    /// Over HTTP, this MCP session's place under `max_mcp_sessions`.
+    _slot: Option<crate::http::SessionSlot>,
+}
+
+/// The connection's default session (which agent code names `"default"`), and so its tenant.
+#[derive(Debug)]
+pub(crate) enum Binding {
+    /// stdio: one connection per process, of the `--tenant`.
+    Fixed(SessionKey),
+    /// Streamable HTTP: one server per MCP session (`Mcp-Session-Id`), bound by its first
+    /// request to the tenant that request authenticated as; a request of another tenant on
+    /// the same MCP session is refused. Its default session is closed when the MCP session
+    /// ends.
+    Http(Mutex<Option<SessionKey>>),
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let Binding::Http(bound) = &self.binding else {
+            return;
+        };
+        let Some(key) = bound.lock().unwrap_or_else(PoisonError::into_inner).take() else {
+            return;
+        };
+        let sessions = self.sessions.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = sessions.close(&key).await {
+                    tracing::warn!(%error, "closing an HTTP client's default session failed");
+                }
+            });
+        }
+    }
 }
 
 impl KernelServer {
@@ -64,18 +100,61 @@ impl KernelServer {
         config: ServeConfig,
         sessions: Arc<SessionManager>,
         upstreams: Arc<Upstreams>,
-        connection: SessionKey,
+        access: Arc<Access>,
+        binding: Binding,
+        slot: Option<crate::http::SessionSlot>,
     ) -> Self {
         let tool = execute_tool(&config);
         Self {
             inner: Arc::new(Inner {
                 config,
                 sessions,
-                connection,
+                binding,
                 upstreams,
+                access,
                 tool,
                 search_tool: search::tool(),
+                _slot: slot,
             }),
+        }
+    }
+
+    /// The default session of the connection `context` came on.
+    ///
+    /// # Errors
+    /// Over HTTP: the request carries no authenticated tenant (an internal error: the auth
+    /// layer always adds one), or its tenant is not the one the MCP session was opened by.
+    fn connection(&self, context: &RequestContext<RoleServer>) -> Result<SessionKey, ErrorData> {
+        match &self.inner.binding {
+            Binding::Fixed(key) => Ok(key.clone()),
+            Binding::Http(bound) => {
+                let tenant = context
+                    .extensions
+                    .get::<http::request::Parts>()
+                    .and_then(|parts| parts.extensions.get::<crate::http::Tenant>())
+                    .ok_or_else(|| {
+                        ErrorData::internal_error(
+                            "the request carries no authenticated tenant",
+                            None,
+                        )
+                    })?;
+                let mut bound = bound.lock().unwrap_or_else(PoisonError::into_inner);
+                match &*bound {
+                    Some(key) if key.tenant == tenant.0 => Ok(key.clone()),
+                    Some(_) => Err(ErrorData::invalid_request(
+                        "this MCP session (Mcp-Session-Id) was opened with another tenant's token; \
+                         initialize a session of your own",
+                        None,
+                    )),
+                    None => {
+                        let key = SessionKey::connection(tenant.0.as_str()).map_err(|e| {
+                            ErrorData::internal_error(format!("invalid tenant: {e}"), None)
+                        })?;
+                        *bound = Some(key.clone());
+                        Ok(key)
+                    }
+                }
+            }
         }
     }
 
@@ -87,6 +166,7 @@ impl KernelServer {
         // Taken before anything can fail: dropping it gives up this call's turn.
         let arrival = context.extensions.get::<Arc<Arrival>>().cloned();
         let config = &self.inner.config;
+        let connection = self.connection(&context)?;
         let args = match ExecuteArgs::parse(arguments, config) {
             Ok(args) => args,
             Err(error) => return Ok(error.into_result()),
@@ -95,11 +175,18 @@ impl KernelServer {
             arrival.wait_turn().await;
         }
         let started = Instant::now();
-        let key = match mcpk_session::resolve_name(&self.inner.connection, &args.session) {
+        let key = match mcpk_session::resolve_name(&connection, &args.session) {
             Ok(key) => key,
             Err(error) => {
                 return Ok(crate::tools::ArgumentError(format!("execute: {error}")).into_result());
             }
+        };
+        let (notifier, progress) = match context.meta.get_progress_token() {
+            Some(token) => {
+                let (notifier, sink) = Notifier::start(context.peer.clone(), token);
+                (Some(notifier), Some(sink))
+            }
+            None => (None, None),
         };
         let mut call = pin!(self.inner.sessions.execute(
             &key,
@@ -108,7 +195,8 @@ impl KernelServer {
                 timeout: args.timeout,
                 mode: args.session_mode,
                 cache: args.cache,
-                connection: &self.inner.connection,
+                connection: &connection,
+                progress,
             }
         ));
         // The first poll puts the call in its session's FIFO queue; after that, the next
@@ -132,6 +220,9 @@ impl KernelServer {
             }
         };
         let duration = started.elapsed();
+        if let Some(notifier) = notifier {
+            notifier.finish().await;
+        }
         let answer = match outcome {
             Ok(answer) => answer,
             Err(error) => {
@@ -185,6 +276,19 @@ impl ServerHandler for KernelServer {
         .with_instructions(INSTRUCTIONS)
     }
 
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::InitializeResult, ErrorData> {
+        // Over HTTP the MCP session belongs to the tenant that opened it, from the start.
+        if matches!(self.inner.binding, Binding::Http(_)) {
+            self.connection(&context)?;
+        }
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
+    }
+
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
@@ -207,26 +311,28 @@ impl ServerHandler for KernelServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
+        let connection = self.connection(&context)?;
+        let servers = self.inner.access.servers(&connection.tenant);
         let catalog = self.inner.upstreams.settled_catalog().await;
-        let mut items = crate::resources::tools(&catalog);
-        items.extend(crate::resources::skills(&self.inner.sessions, &self.inner.connection).await?);
-        items.extend(
-            crate::resources::sessions(&self.inner.sessions, &self.inner.connection).await?,
-        );
+        let mut items = crate::resources::tools(&catalog, servers);
+        items.extend(crate::resources::skills(&self.inner.sessions, &connection).await?);
+        items.extend(crate::resources::sessions(&self.inner.sessions, &connection).await?);
         Ok(ListResourcesResult::with_all_items(items))
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        let connection = self.connection(&context)?;
         crate::resources::read(
             &self.inner.upstreams,
             &self.inner.sessions,
-            &self.inner.connection,
+            &connection,
+            self.inner.access.servers(&connection.tenant),
             &request.uri,
         )
         .await
@@ -246,12 +352,14 @@ impl ServerHandler for KernelServer {
                 .await
                 .map(CallToolResponse::from),
             search::SEARCH_TOOLS => {
+                let tenant = self.connection(&context)?.tenant;
                 let searched = match search::SearchArgs::parse(request.arguments) {
                     Ok(args) => {
                         search::search(
                             &self.inner.upstreams,
                             &self.inner.sessions,
-                            &self.inner.connection.tenant,
+                            &tenant,
+                            self.inner.access.servers(&tenant),
                             &args,
                         )
                         .await

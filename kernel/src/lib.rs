@@ -29,7 +29,7 @@ pub use outcome::{
 };
 pub use pool::{KernelConfig, WorkerPool};
 pub use probe::{Attempt as ProbeAttempt, run_sandbox_probe};
-pub use process::{Execution, HostFuture, HostHandler, KernelError, Worker};
+pub use process::{Execution, HostFuture, HostHandler, KernelError, Progress, Worker};
 pub use protocol::{
     Detail, HostOp, MAX_FRAME_BYTES, MAX_SKILL_SOURCE_BYTES, SkillLibrary, SkillSource, ToolRef,
     is_skill_name,

@@ -98,6 +98,26 @@ pub trait HostHandler: Send + Sync {
     fn server_names(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Called, in order, for each console line and `mcp.progress` report of the call as it
+    /// arrives, while the call runs; does nothing by default. Must not block: it runs on the
+    /// loop that also watches the deadline.
+    fn progress(&self, _event: Progress<'_>) {}
+}
+
+/// What a running call reports before it ends (see [`HostHandler::progress`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A console line; it is also in the call's logs.
+    Log(&'a LogEntry),
+    /// `mcp.progress(fraction, message)`: `fraction` is in `[0, 1]` (the worker clamps it),
+    /// `message` at most 1,024 bytes.
+    Report {
+        /// Share of the work done, from 0 to 1.
+        fraction: f64,
+        /// What the code says it is doing; may be empty.
+        message: &'a str,
+    },
 }
 
 /// What [`Worker::execute`] produced.
@@ -496,7 +516,13 @@ impl Worker {
                     return lost(logs, ErrorKind::Timeout, message);
                 }
                 frame = self.recv() => match frame {
-                    Some(FromWorker::Log { id: call_id, entry }) if call_id == id => logs.push(entry),
+                    Some(FromWorker::Log { id: call_id, entry }) if call_id == id => {
+                        host.progress(Progress::Log(&entry));
+                        logs.push(entry);
+                    }
+                    Some(FromWorker::Progress { id: call_id, fraction, message }) if call_id == id => {
+                        host.progress(Progress::Report { fraction, message: &message });
+                    }
                     Some(FromWorker::HostCall { id: call_id, call, op }) if call_id == id => {
                         if host_calls.len() >= max_in_flight {
                             let _ = self.kill_and_reap().await;

@@ -14,7 +14,7 @@
 //!                          ◀───────  Restored | Failed
 //!   Execute{id, code,      ───────▶                       (skills: the library when the
 //!           skills}                                        worker's is stale, else None)
-//!                          ◀───────  Log{..}* HostCall{..}*
+//!                          ◀───────  Log{..}* Progress{..}* HostCall{..}*
 //!   HostReply{call, ..}    ───────▶                       (any order, many in flight)
 //!                          ◀───────  Done{..} | Failed{..}   (both name the skills used)
 //!   Shutdown               ───────▶  (exits)
@@ -28,7 +28,7 @@ use crate::outcome::{CallError, Effects, LogEntry};
 use crate::state::{StateAccess, StateDelta};
 
 /// Version of this protocol; bumped on any incompatible change to the enums below.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame either side accepts, in bytes: room for an 8 MiB state, JSON-escaped.
 /// [`KernelConfig::worst_case_frame_bytes`](crate::KernelConfig::worst_case_frame_bytes) must
@@ -281,6 +281,12 @@ pub(crate) enum FromWorker {
     Restored,
     /// A console line of call `id`.
     Log { id: u64, entry: LogEntry },
+    /// `mcp.progress(fraction, message)` of call `id`: `fraction` is in `[0, 1]`.
+    Progress {
+        id: u64,
+        fraction: f64,
+        message: String,
+    },
     /// Sandboxed code of call `id` needs the host; answer with `HostReply{call}`.
     HostCall { id: u64, call: u64, op: HostOp },
     /// Call `id` succeeded. `state` holds the top-level keys of `mcp.state` it changed, or is

@@ -10,7 +10,7 @@ use crate::router::Tools;
 pub struct NoUpstreams;
 
 impl Tools for NoUpstreams {
-    fn call(&self, op: HostOp) -> HostFuture {
+    fn call(&self, _tenant: &str, op: HostOp) -> HostFuture {
         let answer = match op {
             HostOp::ListTools { .. } | HostOp::SearchTools { .. } | HostOp::ListResources => {
                 Ok(serde_json::Value::Array(Vec::new()))
@@ -38,7 +38,7 @@ impl Tools for NoUpstreams {
         String::new()
     }
 
-    fn server_names(&self) -> Vec<String> {
+    fn server_names(&self, _tenant: &str) -> Vec<String> {
         Vec::new()
     }
 }

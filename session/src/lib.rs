@@ -35,7 +35,7 @@ pub use manager::{
     SessionManager, SessionMode, resolve_name,
 };
 pub use mcpk_cache::{CacheConfig, TieredCache};
-pub use router::Tools;
+pub use router::{ProgressSink, Tools};
 pub use store::{
     Lease, Lookup, MemoryStore, RedisStore, SNAPSHOT_FORMAT, SessionMeta, Snapshot, Store,
     StoreConfig, StoreError, StoredSkill, ToolSchema,
@@ -44,7 +44,7 @@ pub use tokens::estimate_tokens;
 
 pub use mcpk_kernel::{
     CallError, CallOutcome, CallValue, ChildSet, CommittedState, Detail, ErrorKind, HostFuture,
-    HostOp, KernelConfig, KernelError, LogEntry, LogLevel, MAX_FRAME_BYTES, ProbeAttempt,
+    HostOp, KernelConfig, KernelError, LogEntry, LogLevel, MAX_FRAME_BYTES, ProbeAttempt, Progress,
     StateAccess, StateDelta, WorkerFault, run_sandbox_probe, run_worker, seccomp_allowlist,
     stderr_lines,
 };

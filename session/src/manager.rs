@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::cached::{self, Entry, Limits};
 use crate::flight::{self, Flights, Role};
 use crate::key::SessionKey;
-use crate::router::{Router, Tools};
+use crate::router::{ProgressSink, Router, Tools};
 use crate::store::{Lease, Lookup, SessionMeta, Snapshot, Store, StoreError, StoredSkill};
 
 /// The name agent code and tool arguments use for the connection's own session.
@@ -282,7 +282,7 @@ impl Drop for SessionManager {
 }
 
 /// One `execute` call.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Call<'a> {
     /// JavaScript, the body of an async function.
     pub code: &'a str,
@@ -296,6 +296,22 @@ pub struct Call<'a> {
     /// The calling connection's default session, which agent code names `"default"` in
     /// `mcp.sessions.*`.
     pub connection: &'a SessionKey,
+    /// Receives the call's console lines and `mcp.progress` reports while it runs (none when
+    /// the result cache answers).
+    pub progress: Option<ProgressSink>,
+}
+
+impl std::fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("code", &self.code)
+            .field("timeout", &self.timeout)
+            .field("mode", &self.mode)
+            .field("cache", &self.cache)
+            .field("connection", &self.connection)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl SessionManager {
@@ -732,6 +748,7 @@ impl Shared {
             shared: self.weak(),
             tools: self.tools.clone(),
             processed: processed.clone(),
+            progress: call.progress.clone(),
         });
         // The catalogue this run starts with keys its entry: one that changes mid-run must not
         // file a result computed from the old tools under the new version.

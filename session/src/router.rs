@@ -19,9 +19,10 @@ use crate::store::{StoredSkill, ToolSchema};
 /// the catalogue, tool and resource host calls, and the schema hash of a tool.
 pub trait Tools: Send + Sync + std::fmt::Debug + 'static {
     /// Answers `HostOp::{ListTools, SearchTools, CallTool, ListResources, ReadResource}`; any
-    /// other op is never passed. The error string is what agent code sees as the `ToolError`
-    /// message.
-    fn call(&self, op: HostOp) -> HostFuture;
+    /// other op is never passed. `tenant` is the calling session's: an implementation may
+    /// limit each tenant to some servers. The error string is what agent code sees as the
+    /// `ToolError` message.
+    fn call(&self, tenant: &str, op: HostOp) -> HostFuture;
 
     /// SHA-256 (lowercase hex) of the input schema `server.tool` has now, or `None` when no
     /// ready upstream lists that tool. Skills record it when saved, and a call of a skill
@@ -36,13 +37,13 @@ pub trait Tools: Send + Sync + std::fmt::Debug + 'static {
     /// entries of calls that used tools are keyed on it.
     fn catalog_version(&self) -> String;
 
-    /// The configured upstream server names, in order: what `Object.keys(servers)` lists.
-    fn server_names(&self) -> Vec<String>;
+    /// The upstream server names `tenant` may use, in order: what `Object.keys(servers)`
+    /// lists.
+    fn server_names(&self, tenant: &str) -> Vec<String>;
 }
 
 /// The host handler of one call: knows the calling session, so skills and sessions resolve
 /// in its tenant.
-#[derive(Debug)]
 pub(crate) struct Router {
     /// The session the call runs in.
     pub(crate) key: SessionKey,
@@ -52,11 +53,33 @@ pub(crate) struct Router {
     pub(crate) tools: Arc<dyn Tools>,
     /// Estimated tokens of the upstream tool and resource replies this call read so far.
     pub(crate) processed: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the call's console lines and `mcp.progress` reports go as they happen.
+    pub(crate) progress: Option<ProgressSink>,
+}
+
+/// Receives a running call's console lines and `mcp.progress` reports as they arrive (see
+/// [`mcpk_kernel::HostHandler::progress`]); it must return at once.
+pub type ProgressSink = Arc<dyn Fn(mcpk_kernel::Progress<'_>) + Send + Sync>;
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("key", &self.key)
+            .field("connection", &self.connection)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl HostHandler for Router {
     fn server_names(&self) -> Vec<String> {
-        self.tools.server_names()
+        self.tools.server_names(&self.key.tenant)
+    }
+
+    fn progress(&self, event: mcpk_kernel::Progress<'_>) {
+        if let Some(sink) = &self.progress {
+            sink(event);
+        }
     }
 
     fn call(&self, op: HostOp) -> HostFuture {
@@ -79,7 +102,7 @@ impl HostHandler for Router {
                 })
             }
             upstream @ (HostOp::CallTool { .. } | HostOp::ReadResource { .. }) => {
-                let reply = self.tools.call(upstream);
+                let reply = self.tools.call(&self.key.tenant, upstream);
                 let processed = self.processed.clone();
                 Box::pin(async move {
                     let value = reply.await?;
@@ -88,7 +111,7 @@ impl HostHandler for Router {
                     Ok(value)
                 })
             }
-            other => self.tools.call(other),
+            other => self.tools.call(&self.key.tenant, other),
         }
     }
 }

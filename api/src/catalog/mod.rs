@@ -5,6 +5,7 @@
 //! - `rank`: BM25 ranking over tool names and descriptions.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 
@@ -19,6 +20,8 @@ mod rank;
 mod signature;
 
 use rank::SearchIndex;
+
+use crate::access::Servers;
 pub(crate) use signature::{declaration, signature};
 
 /// One upstream tool, with its TypeScript signature and `.d.ts` declaration generated once,
@@ -34,8 +37,14 @@ pub(crate) struct CatalogTool {
     pub(crate) signature: String,
     /// `declaration(server, tool)`: the `.d.ts` text with docs.
     pub(crate) declaration: String,
-    observed: Mutex<observed::Observed>,
+    /// What each tenant's calls taught, kept apart: a learned type shows field names and
+    /// small enums of values, which are the tenant's data (at most [`MAX_OBSERVED_TENANTS`]).
+    observed: Mutex<HashMap<String, observed::Observed>>,
 }
+
+/// Tenants whose results one tool learns from, per catalogue version; later tenants' calls
+/// teach nothing (their listings show `Promise<unknown>`).
+const MAX_OBSERVED_TENANTS: usize = 64;
 
 /// The return type of a signature or declaration generated without an `outputSchema`.
 const UNKNOWN_RETURN: &str = "Promise<unknown>";
@@ -55,31 +64,36 @@ impl CatalogTool {
     /// Learns from one successful result (the value agent code received), when the tool
     /// declares no `outputSchema`. Keeps only its shape; see [`observed`] for what is kept
     /// and the bounds.
-    pub(crate) fn observe(&self, value: &Value) {
-        if self.tool.output_schema.is_none() {
-            self.observed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .add(value);
+    pub(crate) fn observe(&self, tenant: &str, value: &Value) {
+        if self.tool.output_schema.is_some() {
+            return;
+        }
+        let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(learned) = observed.get_mut(tenant) {
+            learned.add(value);
+        } else if observed.len() < MAX_OBSERVED_TENANTS {
+            observed.entry(tenant.to_owned()).or_default().add(value);
         }
     }
 
     /// The learned return type and the number of results it was learned from, or `None`
     /// when the tool declares an `outputSchema` or has not returned yet.
-    fn observed_type(&self) -> Option<(String, u32)> {
+    fn observed_type(&self, tenant: &str) -> Option<(String, u32)> {
         if self.tool.output_schema.is_some() {
             return None;
         }
         let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
+        let observed = observed.get_mut(tenant)?;
         let samples = observed.samples();
         observed.type_text().map(|t| (t.to_owned(), samples))
     }
 
     /// [`CatalogTool::signature`] with the learned return type, marked
-    /// `Promise<T> /* observed */`, in place of `Promise<unknown>`.
-    pub(crate) fn current_signature(&self) -> Cow<'_, str> {
+    /// `Promise<T> /* observed */`, in place of `Promise<unknown>`, as `tenant`'s calls
+    /// taught it.
+    pub(crate) fn current_signature(&self, tenant: &str) -> Cow<'_, str> {
         match (
-            self.observed_type(),
+            self.observed_type(tenant),
             self.signature.strip_suffix(UNKNOWN_RETURN),
         ) {
             (Some((returns, _)), Some(call)) => {
@@ -90,10 +104,11 @@ impl CatalogTool {
     }
 
     /// [`CatalogTool::declaration`] with the learned return type in place of
-    /// `Promise<unknown>`, and a comment saying how many results it was learned from.
-    pub(crate) fn current_declaration(&self) -> Cow<'_, str> {
+    /// `Promise<unknown>`, and a comment saying how many of `tenant`'s results it was learned
+    /// from.
+    pub(crate) fn current_declaration(&self, tenant: &str) -> Cow<'_, str> {
         let pattern = format!("{UNKNOWN_RETURN};");
-        match self.observed_type() {
+        match self.observed_type(tenant) {
             Some((returns, samples)) if self.declaration.contains(&pattern) => {
                 Cow::Owned(self.declaration.replacen(
                     &pattern,
@@ -197,24 +212,30 @@ impl Catalog {
             })
     }
 
-    /// Every tool, or one server's, in catalogue order.
-    pub(crate) fn list(&self, server: Option<&str>) -> Vec<&CatalogTool> {
+    /// Every tool `access` allows, or one server's, in catalogue order.
+    pub(crate) fn list(&self, server: Option<&str>, access: &Servers<'_>) -> Vec<&CatalogTool> {
         self.tools
             .iter()
-            .filter(|t| server.is_none_or(|s| t.server == s))
+            .filter(|t| server.is_none_or(|s| t.server == s) && access.allows(&t.server))
             .collect()
     }
 
-    /// Ranked search; `limit` defaults to 10 and is capped at 100.
+    /// Ranked search over the tools `access` allows; `limit` defaults to 10 and is capped at
+    /// 100.
     pub(crate) fn search(
         &self,
         query: &str,
         server: Option<&str>,
         limit: Option<usize>,
+        access: &Servers<'_>,
     ) -> Vec<&CatalogTool> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
         self.index
-            .search(query, server, limit)
+            .search_where(
+                query,
+                |s| server.is_none_or(|only| only == s) && access.allows(s),
+                limit,
+            )
             .into_iter()
             .filter_map(|hit| self.find(&hit.server, &hit.tool))
             .collect()
@@ -253,14 +274,14 @@ pub(crate) fn summary(description: &str) -> String {
 }
 
 /// The JSON entry of one tool at `detail`.
-pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
+pub(crate) fn entry(t: &CatalogTool, detail: Detail, tenant: &str) -> Value {
     let description = t.tool.description.as_deref().unwrap_or_default();
     match detail {
         Detail::Names => json!({"server": t.server, "name": t.tool.name}),
         Detail::Signatures => json!({
             "server": t.server,
             "name": t.tool.name,
-            "signature": t.current_signature(),
+            "signature": t.current_signature(tenant),
             "description": summary(description),
         }),
         Detail::Full => json!({
@@ -268,7 +289,7 @@ pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
             "name": t.tool.name,
             "title": t.tool.title,
             "description": description,
-            "signature": t.current_signature(),
+            "signature": t.current_signature(tenant),
             "inputSchema": t.tool.input_schema,
             "outputSchema": t.tool.output_schema,
             "annotations": t.tool.annotations,
@@ -278,7 +299,7 @@ pub(crate) fn entry(t: &CatalogTool, detail: Detail) -> Value {
 
 /// Compact text for the `search_tools` MCP tool: one line per tool for `names`, a comment
 /// line plus the signature for `signatures`, the `.d.ts` declaration for `full`.
-pub(crate) fn render(tools: &[&CatalogTool], detail: Detail) -> String {
+pub(crate) fn render(tools: &[&CatalogTool], detail: Detail, tenant: &str) -> String {
     let mut out = String::new();
     for t in tools {
         match detail {
@@ -290,10 +311,10 @@ pub(crate) fn render(tools: &[&CatalogTool], detail: Detail) -> String {
                 if !summary.is_empty() {
                     let _ = writeln!(out, "// {summary}");
                 }
-                let _ = writeln!(out, "{}", listing_signature(&t.current_signature()));
+                let _ = writeln!(out, "{}", listing_signature(&t.current_signature(tenant)));
             }
             Detail::Full => {
-                let _ = writeln!(out, "{}", t.current_declaration());
+                let _ = writeln!(out, "{}", t.current_declaration(tenant));
             }
         }
     }
@@ -426,10 +447,10 @@ mod tests {
         assert_eq!(t.signature, signature("fs", &t.tool));
         assert_eq!(t.declaration, declaration("fs", &t.tool));
         assert_eq!(
-            entry(t, Detail::Signatures)["signature"],
+            entry(t, Detail::Signatures, "t")["signature"],
             t.signature.as_str()
         );
-        assert!(render(&[t], Detail::Full).contains(&t.declaration));
+        assert!(render(&[t], Detail::Full, "t").contains(&t.declaration));
     }
 
     #[test]

@@ -137,7 +137,17 @@ impl SearchIndex {
     /// only on `server` when given. An empty (or all-whitespace) query lists the first `limit`
     /// tools in catalogue order, with score zero.
     pub(crate) fn search(&self, query: &str, server: Option<&str>, limit: usize) -> Vec<SearchHit> {
-        let on_server = |id: usize| server.is_none_or(|s| self.docs[id].0 == s);
+        self.search_where(query, |s| server.is_none_or(|only| only == s), limit)
+    }
+
+    /// [`SearchIndex::search`] over the tools of the servers `on_server` accepts.
+    pub(crate) fn search_where(
+        &self,
+        query: &str,
+        on_server: impl Fn(&str) -> bool,
+        limit: usize,
+    ) -> Vec<SearchHit> {
+        let on_server = |id: usize| on_server(&self.docs[id].0);
         if query.trim().is_empty() {
             return (0..self.docs.len())
                 .filter(|&id| on_server(id))

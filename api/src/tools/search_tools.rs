@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::tools::{ArgumentError, describe, shorten};
 
+use crate::access::Servers;
 use crate::upstream::{Detail, Upstreams};
 
 /// The tool's name.
@@ -169,12 +170,18 @@ pub(crate) async fn search(
     upstreams: &Upstreams,
     sessions: &SessionManager,
     tenant: &str,
+    servers: Servers<'_>,
     args: &SearchArgs,
 ) -> Result<CallToolResult, ArgumentError> {
     if let Some(server) = &args.server
-        && !upstreams.servers().contains_key(server)
+        && !(upstreams.servers().contains_key(server) && servers.allows(server))
     {
-        let known: Vec<&str> = upstreams.servers().keys().map(String::as_str).collect();
+        let known: Vec<&str> = upstreams
+            .servers()
+            .keys()
+            .map(String::as_str)
+            .filter(|s| servers.allows(s))
+            .collect();
         let known = if known.is_empty() {
             "none".to_owned()
         } else {
@@ -188,11 +195,11 @@ pub(crate) async fn search(
     let catalog = upstreams.settled_catalog().await;
     let listing = args.query.trim().is_empty();
     let tools = if listing {
-        let mut all = catalog.list(args.server.as_deref());
+        let mut all = catalog.list(args.server.as_deref(), &servers);
         all.truncate(args.limit.unwrap_or(10));
         all
     } else {
-        catalog.search(&args.query, args.server.as_deref(), args.limit)
+        catalog.search(&args.query, args.server.as_deref(), args.limit, &servers)
     };
     let skills = if args.server.is_some() {
         Vec::new()
@@ -215,19 +222,20 @@ pub(crate) async fn search(
         }
     }
     if listing {
-        let total = catalog.list(args.server.as_deref()).len();
+        let total = catalog.list(args.server.as_deref(), &servers).len();
         if tools.len() < total {
             text.push_str(&listing_header(
                 &catalog,
                 args.server.as_deref(),
+                servers,
                 tools.len(),
                 total,
             ));
         }
     }
-    text.push_str(&crate::upstream::render(&tools, args.detail));
+    text.push_str(&crate::upstream::render(&tools, args.detail, tenant));
     if tools.is_empty() && skills.is_empty() {
-        text = if catalog.tools.is_empty() {
+        text = if catalog.list(None, &servers).is_empty() {
             "No upstream tools are available (no server is configured or ready).".to_owned()
         } else {
             format!(
@@ -243,11 +251,12 @@ pub(crate) async fn search(
 fn listing_header(
     catalog: &crate::catalog::Catalog,
     server: Option<&str>,
+    servers: Servers<'_>,
     shown: usize,
     total: usize,
 ) -> String {
     let mut per_server: Vec<(&str, usize)> = Vec::new();
-    for tool in catalog.list(server) {
+    for tool in catalog.list(server, &servers) {
         match per_server.last_mut() {
             Some((name, count)) if *name == tool.server => *count += 1,
             _ => per_server.push((&tool.server, 1)),

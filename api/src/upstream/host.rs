@@ -9,26 +9,31 @@ use rmcp::model::{CallToolRequestParams, ReadResourceRequestParams, ResourceCont
 use serde_json::{Value, json};
 
 use super::{Status, Upstreams, list_resources, result};
+use crate::access::{Access, Servers};
 use crate::catalog::entry;
 
 /// Answers `HostOp`s with the configured upstreams. Every error message starts with
 /// `server.tool:` (or names the server) so the `ToolError` agent code sees says where it came
 /// from.
+/// A tenant sees only the servers [`Access`] allows it: the others answer as unknown.
 #[derive(Debug, Clone)]
 pub(crate) struct UpstreamHost {
     upstreams: Arc<Upstreams>,
+    access: Arc<Access>,
 }
 
 impl UpstreamHost {
-    pub(crate) fn new(upstreams: Arc<Upstreams>) -> Self {
-        Self { upstreams }
+    pub(crate) fn new(upstreams: Arc<Upstreams>, access: Arc<Access>) -> Self {
+        Self { upstreams, access }
     }
 }
 
 impl Tools for UpstreamHost {
-    fn call(&self, op: HostOp) -> HostFuture {
+    fn call(&self, tenant: &str, op: HostOp) -> HostFuture {
         let upstreams = self.upstreams.clone();
-        Box::pin(async move { answer(&upstreams, op).await })
+        let access = self.access.clone();
+        let tenant = tenant.to_owned();
+        Box::pin(async move { answer(&upstreams, &access, &tenant, op).await })
     }
 
     fn schema_sha256(&self, server: &str, tool: &str) -> Option<String> {
@@ -52,13 +57,26 @@ impl Tools for UpstreamHost {
         self.upstreams.catalog().version.clone()
     }
 
-    fn server_names(&self) -> Vec<String> {
-        self.upstreams.servers().keys().cloned().collect()
+    fn server_names(&self, tenant: &str) -> Vec<String> {
+        let servers = self.access.servers(tenant);
+        self.upstreams
+            .servers()
+            .keys()
+            .filter(|s| servers.allows(s))
+            .cloned()
+            .collect()
     }
 }
 
-fn unknown_server(upstreams: &Upstreams, server: &str) -> String {
-    let known: Vec<&str> = upstreams.servers().keys().map(String::as_str).collect();
+/// The error for a server that is not configured, or that `servers` does not allow: the two
+/// read the same, so a tenant cannot learn which servers others may use.
+pub(crate) fn unknown_server(upstreams: &Upstreams, servers: Servers<'_>, server: &str) -> String {
+    let known: Vec<&str> = upstreams
+        .servers()
+        .keys()
+        .map(String::as_str)
+        .filter(|s| servers.allows(s))
+        .collect();
     if known.is_empty() {
         format!("unknown server `{server}`: no upstream MCP servers are configured")
     } else {
@@ -69,18 +87,41 @@ fn unknown_server(upstreams: &Upstreams, server: &str) -> String {
     }
 }
 
-async fn answer(upstreams: &Upstreams, op: HostOp) -> Result<Value, String> {
+/// The upstream `server`, when it is configured and `servers` allows it.
+///
+/// # Errors
+/// [`unknown_server`]'s message otherwise.
+fn allowed<'a>(
+    upstreams: &'a Upstreams,
+    servers: Servers<'_>,
+    server: &str,
+) -> Result<&'a Arc<super::Upstream>, String> {
+    upstreams
+        .servers()
+        .get(server)
+        .filter(|_| servers.allows(server))
+        .ok_or_else(|| unknown_server(upstreams, servers, server))
+}
+
+async fn answer(
+    upstreams: &Upstreams,
+    access: &Access,
+    tenant: &str,
+    op: HostOp,
+) -> Result<Value, String> {
+    let servers = access.servers(tenant);
     match op {
         HostOp::ListTools { server, detail } => {
-            if let Some(s) = server.as_deref()
-                && !upstreams.servers().contains_key(s)
-            {
-                return Err(unknown_server(upstreams, s));
+            if let Some(s) = server.as_deref() {
+                allowed(upstreams, servers, s)?;
             }
             let catalog = upstreams.settled_catalog().await;
-            let tools = catalog.list(server.as_deref());
+            let tools = catalog.list(server.as_deref(), &servers);
             Ok(Value::Array(
-                tools.into_iter().map(|t| entry(t, detail)).collect(),
+                tools
+                    .into_iter()
+                    .map(|t| entry(t, detail, tenant))
+                    .collect(),
             ))
         }
         HostOp::SearchTools {
@@ -91,18 +132,24 @@ async fn answer(upstreams: &Upstreams, op: HostOp) -> Result<Value, String> {
         } => {
             let catalog = upstreams.settled_catalog().await;
             let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
-            let tools = catalog.search(&query, server.as_deref(), limit);
+            let tools = catalog.search(&query, server.as_deref(), limit, &servers);
             Ok(Value::Array(
-                tools.into_iter().map(|t| entry(t, detail)).collect(),
+                tools
+                    .into_iter()
+                    .map(|t| entry(t, detail, tenant))
+                    .collect(),
             ))
         }
-        HostOp::CallTool { server, tool, args } => call_tool(upstreams, &server, &tool, args)
-            .await
-            .map_err(|message| format!("{server}.{tool}: {message}")),
+        HostOp::CallTool { server, tool, args } => {
+            call_tool(upstreams, servers, tenant, &server, &tool, args)
+                .await
+                .map_err(|message| format!("{server}.{tool}: {message}"))
+        }
         HostOp::ListResources => Ok(Value::Array(
             list_resources(upstreams)
                 .await
                 .into_iter()
+                .filter(|(server, _)| servers.allows(server))
                 .map(|(server, r)| {
                     json!({
                         "server": server,
@@ -115,7 +162,7 @@ async fn answer(upstreams: &Upstreams, op: HostOp) -> Result<Value, String> {
                 .collect(),
         )),
         HostOp::ReadResource { uri, server } => {
-            read_resource(upstreams, &uri, server.as_deref()).await
+            read_resource(upstreams, servers, &uri, server.as_deref()).await
         }
         _ => Err("this host call is not supported by this server version".to_owned()),
     }
@@ -123,14 +170,13 @@ async fn answer(upstreams: &Upstreams, op: HostOp) -> Result<Value, String> {
 
 async fn call_tool(
     upstreams: &Upstreams,
+    servers: Servers<'_>,
+    tenant: &str,
     server: &str,
     tool: &str,
     args: Value,
 ) -> Result<Value, String> {
-    let upstream = upstreams
-        .servers()
-        .get(server)
-        .ok_or_else(|| unknown_server(upstreams, server))?;
+    let upstream = allowed(upstreams, servers, server)?;
     let (peer, tools) = upstream.ready(upstreams.limits.connect_timeout).await?;
     let Some(definition) = tools
         .iter()
@@ -139,7 +185,7 @@ async fn call_tool(
     else {
         let catalog = upstreams.catalog();
         let near: Vec<String> = catalog
-            .search(tool, Some(server), Some(3))
+            .search(tool, Some(server), Some(3), &servers)
             .into_iter()
             .map(|t| t.tool.name.to_string())
             .collect();
@@ -206,7 +252,7 @@ async fn call_tool(
     if definition.output_schema.is_none()
         && let Some(t) = upstreams.catalog().find(server, tool)
     {
-        t.observe(&value);
+        t.observe(tenant, &value);
     }
     Ok(value)
 }
@@ -230,6 +276,7 @@ fn spelled_alike<'a>(
 
 async fn read_resource(
     upstreams: &Upstreams,
+    servers: Servers<'_>,
     uri: &str,
     server: Option<&str>,
 ) -> Result<Value, String> {
@@ -238,16 +285,13 @@ async fn read_resource(
         None => list_resources(upstreams)
             .await
             .into_iter()
-            .find(|(_, r)| r.uri == uri)
+            .find(|(s, r)| r.uri == uri && servers.allows(s))
             .map(|(s, _)| s)
             .ok_or_else(|| {
                 format!("no upstream lists a resource `{uri}`; pass {{server}} to ask one directly")
             })?,
     };
-    let upstream = upstreams
-        .servers()
-        .get(&server)
-        .ok_or_else(|| unknown_server(upstreams, &server))?;
+    let upstream = allowed(upstreams, servers, &server)?;
     let (peer, _) = upstream.ready(upstreams.limits.connect_timeout).await?;
     let read = tokio::time::timeout(
         upstreams.limits.call_timeout,

@@ -37,6 +37,8 @@ struct CallContext {
     max_log_bytes: Cell<usize>,
     log_bytes: Cell<usize>,
     log_truncated: Cell<bool>,
+    /// `mcp.progress` reports sent in this call (at most [`MAX_PROGRESS_REPORTS_PER_CALL`]).
+    progress_reports: Cell<usize>,
     next_host_call: Cell<u64>,
     pending: RefCell<HashMap<u64, oneshot::Sender<Result<serde_json::Value, String>>>>,
     /// One permit per host call that may be in flight (`max_host_calls_in_flight`); a fresh
@@ -500,6 +502,7 @@ impl Engine {
             c.id.set(id);
             c.log_bytes.set(0);
             c.log_truncated.set(false);
+            c.progress_reports.set(0);
             *c.host_slots.borrow_mut() = Some(slots);
             *c.tracked.borrow_mut() = Tracked::default();
         });
@@ -1166,10 +1169,25 @@ fn random_uuid(_this: &JsValue, _args: &[JsValue], _context: &mut Context) -> Js
     Ok(JsString::from(uuid::Uuid::new_v4().to_string()).into())
 }
 
+/// `mcp.progress` reports a call sends at most; later ones are dropped (the supervisor sends
+/// clients at most one progress notification per 100 ms anyway).
+pub(crate) const MAX_PROGRESS_REPORTS_PER_CALL: usize = 10_000;
+
+/// Longest `mcp.progress` message sent, in bytes (cut at a character boundary).
+pub(crate) const MAX_PROGRESS_MESSAGE_BYTES: usize = 1024;
+
 /// `emit(level, line)`: the native end of `console.*`. Enforces `max_log_bytes` per call and
-/// writes one visible marker when output is dropped.
+/// writes one visible marker when output is dropped. `emit('progress', message, fraction)` is
+/// the native end of `mcp.progress` (the prelude checks its arguments).
 fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<JsValue> {
-    let level = match args.first().map(js_to_string).as_deref() {
+    let level = args.first().map(js_to_string);
+    if level.as_deref() == Some("progress") {
+        let fraction = args.get(2).and_then(JsValue::as_number).unwrap_or(0.0);
+        let mut message = args.get(1).map(js_to_string).unwrap_or_default();
+        push_progress(fraction, &mut message);
+        return Ok(JsValue::undefined());
+    }
+    let level = match level.as_deref() {
         Some("info") => LogLevel::Info,
         Some("warn") => LogLevel::Warn,
         Some("error") => LogLevel::Error,
@@ -1178,6 +1196,36 @@ fn emit(_this: &JsValue, args: &[JsValue], _context: &mut Context) -> JsResult<J
     };
     push_log(level, args.get(1).map(js_to_string).unwrap_or_default());
     Ok(JsValue::undefined())
+}
+
+/// Sends one `mcp.progress` report of the current call, at most
+/// [`MAX_PROGRESS_REPORTS_PER_CALL`] per call, its message cut to
+/// [`MAX_PROGRESS_MESSAGE_BYTES`].
+fn push_progress(fraction: f64, message: &mut String) {
+    CALL.with(|c| {
+        let sent = c.progress_reports.get();
+        if sent >= MAX_PROGRESS_REPORTS_PER_CALL {
+            return;
+        }
+        c.progress_reports.set(sent + 1);
+        if message.len() > MAX_PROGRESS_MESSAGE_BYTES {
+            let mut cut = MAX_PROGRESS_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let fraction = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        outbound::push(&FromWorker::Progress {
+            id: c.id.get(),
+            fraction,
+            message: std::mem::take(message),
+        });
+    });
 }
 
 /// Sends one log line of the current call, within its `max_log_bytes`: the line is cut at the

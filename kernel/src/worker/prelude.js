@@ -1120,7 +1120,19 @@
     },
   };
 
-  const mcp = { tools, resources, skills: skillsApi, sessions };
+  // `mcp.progress(fraction, message?)`: tells a client that asked for progress how far the
+  // call is (sent as `notifications/progress`, at most one per 100 ms); a no-op otherwise.
+  function progress(fraction, message) {
+    if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
+      throw new TypeErrorC(`mcp.progress: \`fraction\` must be a number from 0 to 1, got ${typeof fraction === 'number' ? fraction : typeof fraction}`);
+    }
+    if (message !== undefined && typeof message !== 'string') {
+      throw new TypeErrorC(`mcp.progress: \`message\` must be a string when given, got ${message === null ? 'null' : typeof message}`);
+    }
+    emit('progress', message === undefined ? '' : message, fraction);
+  }
+
+  const mcp = { tools, resources, skills: skillsApi, sessions, progress };
   defineProperty(mcp, 'state', {
     get() { return replacement === NOT_REPLACED ? stateProxy : replacement; },
     set(v) {
