@@ -39,6 +39,12 @@ if ! cmp -s tests/npm/package-lock.json "$npm_stamp"; then
   cp tests/npm/package-lock.json "$npm_stamp"
 fi
 
+# The HTTP tests run the official Python MCP SDK as a client: a venv at target/mcpk-py with
+# the pins of tests/clients/requirements.txt (built once; later runs only check its stamp).
+# shellcheck source=tests/clients/install-python-sdk.sh
+. tests/clients/install-python-sdk.sh || exit 1
+export MCPK_PY
+
 # The session store's tests need a real Redis (they fail, never skip, without one): use one
 # that answers at $REDIS_URL or 127.0.0.1:6379, else start redis-server on a free port for this
 # run (installing it with apt-get when missing and root), and export REDIS_URL for the tests.

@@ -7,6 +7,7 @@
 //! The server's stderr is captured. When a test panics while a [`Server`] is alive, the
 //! captured stderr is printed (into the test's captured output), so failures are debuggable.
 
+pub mod http;
 pub mod stats;
 pub mod upstream;
 

@@ -14,6 +14,8 @@ mod execute;
 mod first_tries;
 mod hibernation;
 mod host;
+mod http;
+mod http_clients;
 mod json;
 mod layering;
 mod limits;
