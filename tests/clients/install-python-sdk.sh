@@ -5,11 +5,12 @@
 #                                                 # 0 or 1 and sets MCPK_PY to the venv's python
 #
 # The venv is $MCPK_PY_VENV (default <workspace>/target/mcpk-py); the pins are
-# tests/clients/requirements.txt (mcp==2.3.0 and its dependency closure). The venv is (re)built
-# only when it is missing or its stamp file (.mcpk-stamp: a hash of requirements.txt and the
-# base interpreter's version) differs; otherwise this takes well under a second. A stale venv
-# is deleted and rebuilt from scratch, so no package outlives its pin. Needs python3 >= 3.10
-# with the venv module and access to PyPI (first run only, ~10 s).
+# tests/clients/requirements.txt (mcp==2.3.0, kubernetes-validate for deploy/, and their
+# dependency closure). The venv is (re)built only when it is missing or its stamp file
+# (.mcpk-stamp: a hash of requirements.txt and the base interpreter's version) differs;
+# otherwise this takes well under a second. A stale venv is deleted and rebuilt from scratch,
+# so no package outlives its pin. Needs python3 >= 3.10 with the venv module and access to
+# PyPI (first run only, ~10 s).
 # Sourcing it changes no shell option and defines only mcpk_install_python_sdk and MCPK_PY.
 
 mcpk_install_python_sdk() {
@@ -58,7 +59,7 @@ mcpk_install_python_sdk() {
   if ! "$py" -m pip check --disable-pip-version-check >&2 ||
     ! "$py" -c "
 import importlib.metadata as m, sys
-import anyio, httpx2, mcp, mcp.client.streamable_http
+import anyio, httpx2, mcp, mcp.client.streamable_http, kubernetes_validate, yaml
 from mcp import Client
 v = m.version('mcp')
 sys.exit(0 if v == '$mcp_pin' else f'mcp {v} installed, {\"$mcp_pin\"} pinned')
