@@ -78,6 +78,11 @@ pub struct ServeConfig {
     /// 256, at most 65,536). Later calls wait in the worker, in call order, and do not fail;
     /// a worker that sends more is stopped with an error naming the limit.
     pub max_host_calls_in_flight: usize,
+    /// Where to append one hash-chained JSON line per `execute` call (see the README's
+    /// "Audit log"); `None` (the default) keeps no audit log. The file is created with mode
+    /// 0600; an existing file's chain is continued, and one whose last line is incomplete or
+    /// broken stops the server at start-up.
+    pub audit_log: Option<PathBuf>,
     /// Test-only fault injected into the workers (hidden `--worker-fault`); `None` in
     /// production.
     pub worker_fault: Option<WorkerFault>,
@@ -106,6 +111,7 @@ impl Default for ServeConfig {
             upstream_config: None,
             upstream_limits: crate::upstream::UpstreamLimits::default(),
             max_host_calls_in_flight: kernel.max_host_calls_in_flight,
+            audit_log: None,
             worker_fault: kernel.worker_fault,
             worker_exe: kernel.worker_exe,
         }

@@ -21,11 +21,13 @@
 
 mod access;
 mod arrival;
+mod audit;
 mod catalog;
 mod config;
 mod http;
 mod json_text;
 mod launch;
+mod ops;
 mod progress;
 mod resources;
 mod response;
@@ -34,6 +36,9 @@ mod tokens;
 mod tools;
 mod upstream;
 
+pub use audit::{
+    AuditReport, AuditReportError, AuditVerdict, TenantReport, ToolUse, audit_report, audit_verify,
+};
 pub use config::{ConfigError, ServeConfig};
 pub use http::{HttpConfig, run_http};
 
@@ -105,6 +110,7 @@ where
         access,
         server::Binding::Fixed(connection.clone()),
         None,
+        started.audit.clone(),
     );
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "serving MCP");
     let transport = arrival::Stamped::new(AsyncRwTransport::new_server(read, write));
@@ -122,6 +128,7 @@ where
         tracing::warn!(%error, "closing the connection's default session failed");
     }
     shutdown(&sessions).await;
+    started.audit.close().await;
     served
 }
 
@@ -142,6 +149,9 @@ async fn shutdown(sessions: &SessionManager) {
 struct Started {
     sessions: Arc<SessionManager>,
     upstreams: Arc<upstream::Upstreams>,
+    /// The audit log (`--audit-log`), or a handle that records nothing. Close it after the
+    /// last call, so everything queued is written.
+    audit: audit::Audit,
 }
 
 /// Validates `config`, loads the upstream configuration, connects the snapshot store, and
@@ -190,9 +200,14 @@ async fn start(config: &ServeConfig, access: Arc<access::Access>) -> anyhow::Res
         tools,
         config.session_config(),
     ));
+    let audit = match &config.audit_log {
+        Some(path) => audit::Audit::open(path)?,
+        None => audit::Audit::disabled(),
+    };
     Ok(Started {
         sessions,
         upstreams,
+        audit,
     })
 }
 
@@ -224,9 +239,14 @@ pub async fn run_script(
     let Started {
         sessions,
         upstreams,
+        audit,
     } = start(&config, Arc::new(access::Access::default())).await?;
+    // A first start may outlast the connect timeout (a cold `npx` cache, a server that keeps
+    // writing progress): wait for every first attempt to end either way.
     upstreams
-        .settled(config.upstream_limits.connect_timeout)
+        .settled(upstream::start::StartBudget::longest(
+            config.upstream_limits,
+        ))
         .await;
     for (name, server) in upstreams.servers() {
         if let upstream::Status::Unavailable { reason } = server.status() {
@@ -250,10 +270,21 @@ pub async fn run_script(
         .await
         .context("running the script");
     let duration = started.elapsed();
+    audit.record(audit::ExecuteRecord::of_call(
+        &connection.tenant,
+        Some(mcpk_session::DEFAULT_SESSION),
+        Some(code),
+        outcome.as_ref().map_err(|e| {
+            e.downcast_ref::<mcpk_session::SessionError>()
+                .map_or("InternalError", mcpk_session::SessionError::name)
+        }),
+        duration,
+    ));
     if let Err(error) = sessions.close(&connection).await {
         tracing::warn!(%error, "closing the script's session failed");
     }
     shutdown(&sessions).await;
+    audit.close().await;
     let answer = outcome?;
     Ok(ScriptRun {
         outcome: answer.outcome,

@@ -13,6 +13,19 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr: `text`, or `json` (one JSON object per line, for log collectors).
+    /// `RUST_LOG` sets the levels (e.g. `RUST_LOG=debug`, `RUST_LOG=mcpk_api=debug`).
+    #[arg(long, global = true, value_enum, env = "MCP_KERNEL_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The format of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `2026-12-02T14:00:00Z  INFO target: message key=value`.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`, `span`s.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -21,6 +34,9 @@ enum Command {
     Serve(ServeCommand),
     /// Run one script exactly as an agent's `execute` call would, print its logs and result.
     Run(RunArgs),
+    /// Check or summarise an audit log written by `serve --audit-log`.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run one kernel worker process (started by `serve`; not for direct use).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -47,12 +63,68 @@ enum Command {
     },
 }
 
+/// `mcp-kernel audit …`.
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: print the first line that was altered, removed or reordered.
+    /// Exit 0 when intact, 1 when broken, 2 when the file cannot be read. Lines removed from
+    /// the end cannot be detected by the chain alone: keep the last hash it prints elsewhere.
+    Verify {
+        /// The audit log.
+        file: std::path::PathBuf,
+    },
+    /// Executions, errors and upstream tool calls per tenant, as tables (or JSON).
+    Report {
+        /// The audit log.
+        file: std::path::PathBuf,
+        /// Count lines at or after this RFC 3339 time (e.g. 2025-01-31T00:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        since: Option<String>,
+        /// Count lines before this RFC 3339 time.
+        #[arg(long, value_name = "RFC3339")]
+        until: Option<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 struct ServeCommand {
     #[command(flatten)]
     serve: ServeArgs,
     #[command(flatten)]
+    sessions: SessionArgs,
+    #[command(flatten)]
     http: HttpArgs,
+}
+
+/// The flags of a long-running server's session pool, which `run` (one script, one session)
+/// has no use for; every default comes from [`ServeConfig::default`].
+#[derive(Debug, Args)]
+struct SessionArgs {
+    /// Idle workers kept started so new sessions start fast.
+    #[arg(long, env = "MCP_KERNEL_WARM_WORKERS", default_value_t = defaults().warm_workers)]
+    warm_workers: usize,
+    /// Live sessions at once; each holds one worker process. At the limit the least recently
+    /// used idle session hibernates.
+    #[arg(
+        long,
+        alias = "max-sessions",
+        env = "MCP_KERNEL_MAX_LIVE_SESSIONS",
+        default_value_t = defaults().max_live_sessions
+    )]
+    max_live_sessions: usize,
+    /// Seconds a live session may stay idle before it hibernates (its worker is released).
+    #[arg(long, env = "MCP_KERNEL_IDLE_TTL_SECS", default_value_t = defaults().idle_ttl.as_secs())]
+    idle_ttl_secs: u64,
+    /// Seconds a hibernated session's snapshot is kept after its last use.
+    #[arg(
+        long,
+        env = "MCP_KERNEL_RETENTION_TTL_SECS",
+        default_value_t = defaults().retention_ttl.as_secs()
+    )]
+    retention_ttl_secs: u64,
 }
 
 /// The flags of `serve --http`; every default comes from [`mcpk_api::HttpConfig::new`].
@@ -86,6 +158,9 @@ struct HttpArgs {
     /// Open TCP connections; more wait until one closes.
     #[arg(long, env = "MCP_KERNEL_MAX_CONNECTIONS", default_value_t = http_defaults().max_connections)]
     max_connections: usize,
+    /// On SIGTERM, seconds the calls in progress get to finish before they are stopped.
+    #[arg(long, env = "MCP_KERNEL_SHUTDOWN_GRACE_SECS", default_value_t = http_defaults().shutdown_grace.as_secs())]
+    shutdown_grace_secs: u64,
     /// Live MCP sessions (Mcp-Session-Id) at once.
     #[arg(long, env = "MCP_KERNEL_MAX_MCP_SESSIONS", default_value_t = http_defaults().max_mcp_sessions)]
     max_mcp_sessions: usize,
@@ -120,6 +195,7 @@ impl HttpArgs {
         config.max_concurrent_requests = self.max_concurrent_requests;
         config.max_connections = self.max_connections;
         config.max_mcp_sessions = self.max_mcp_sessions;
+        config.shutdown_grace = std::time::Duration::from_secs(self.shutdown_grace_secs);
         Ok(Some(config))
     }
 }
@@ -133,7 +209,8 @@ struct WorkerArgs {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The JavaScript file: the body of an async function, as `execute`'s `code`.
+    /// The JavaScript file (`-`: standard input): the body of an async function, as
+    /// `execute`'s `code`.
     script: std::path::PathBuf,
     /// Wall-clock limit of the script, in milliseconds (default: --default-timeout-ms).
     #[arg(long)]
@@ -152,16 +229,13 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The `serve` (and `run`) flags. Every default comes from [`ServeConfig::default`]; every
+/// The flags `serve` and `run` share. Every default comes from [`ServeConfig::default`]; every
 /// check is [`ServeConfig::validate`], run at start-up.
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Upstream MCP servers, in Claude Desktop's `{"mcpServers": {...}}` format.
     #[arg(long, env = "MCP_KERNEL_CONFIG")]
     config: Option<std::path::PathBuf>,
-    /// Idle workers kept started so new sessions start fast.
-    #[arg(long, env = "MCP_KERNEL_WARM_WORKERS", default_value_t = defaults().warm_workers)]
-    warm_workers: usize,
     /// Address-space limit of each worker process, in MiB.
     #[arg(long, env = "MCP_KERNEL_MEMORY_MIB", default_value_t = defaults().memory_mib)]
     memory_mib: u64,
@@ -180,7 +254,9 @@ struct ServeArgs {
     /// Largest `mcp.state` a call may commit, in JSON bytes.
     #[arg(long, env = "MCP_KERNEL_MAX_STATE_BYTES", default_value_t = defaults().max_state_bytes)]
     max_state_bytes: usize,
-    /// Longest wait for an upstream server to start and list its tools.
+    /// Longest wait for an upstream server to start and list its tools. For a stdio server,
+    /// the longest it may go without writing to stderr (up to 10 times this in all); `npx`,
+    /// `uvx` and other package runners get at least 120 s before their first start.
     #[arg(
         long,
         env = "MCP_KERNEL_UPSTREAM_CONNECT_TIMEOUT_MS",
@@ -194,25 +270,6 @@ struct ServeArgs {
         default_value_t = ms(defaults().upstream_limits.call_timeout)
     )]
     upstream_call_timeout_ms: u64,
-    /// Live sessions at once; each holds one worker process. At the limit the least recently
-    /// used idle session hibernates.
-    #[arg(
-        long,
-        alias = "max-sessions",
-        env = "MCP_KERNEL_MAX_LIVE_SESSIONS",
-        default_value_t = defaults().max_live_sessions
-    )]
-    max_live_sessions: usize,
-    /// Seconds a live session may stay idle before it hibernates (its worker is released).
-    #[arg(long, env = "MCP_KERNEL_IDLE_TTL_SECS", default_value_t = defaults().idle_ttl.as_secs())]
-    idle_ttl_secs: u64,
-    /// Seconds a hibernated session's snapshot is kept after its last use.
-    #[arg(
-        long,
-        env = "MCP_KERNEL_RETENTION_TTL_SECS",
-        default_value_t = defaults().retention_ttl.as_secs()
-    )]
-    retention_ttl_secs: u64,
     /// The tenant this server's sessions and skills belong to.
     #[arg(long, env = "MCP_KERNEL_TENANT", default_value_t = defaults().tenant)]
     tenant: String,
@@ -239,6 +296,10 @@ struct ServeArgs {
         default_value_t = defaults().max_host_calls_in_flight
     )]
     max_host_calls_in_flight: usize,
+    /// Append one hash-chained JSON line per `execute` call to FILE (created mode 0600; an
+    /// existing log's chain is continued). Check it with `mcp-kernel audit verify FILE`.
+    #[arg(long, value_name = "FILE", env = "MCP_KERNEL_AUDIT_LOG")]
+    audit_log: Option<std::path::PathBuf>,
     /// TEST ONLY: inject a fault into the kernel workers (`stop-reading-stdin`: workers
     /// never read stdin while a call runs; `hang-on-first-restore`: the first restore hangs;
     /// `ignore-host-call-limit`: workers send host calls past --max-host-calls-in-flight;
@@ -250,17 +311,21 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let format = cli.log_format;
     match cli.command {
         Command::Serve(args) => {
-            init_tracing("info");
+            init_tracing("info", format);
             serve(args)
         }
         Command::Run(args) => {
-            init_tracing("warn");
+            // Upstream start-up progress ("still starting (npx installing?)") shows; the
+            // servers' own stderr does not.
+            init_tracing("warn,mcpk_api::upstream::start=info", format);
             run(args)
         }
         Command::Worker(args) => {
-            init_tracing("warn");
+            // Text always: the supervisor reads a worker's stderr lines to tell why it died.
+            init_tracing("warn", LogFormat::Text);
             mcpk_session::run_worker(args.fault)
         }
         Command::ExecChild {
@@ -270,30 +335,86 @@ fn main() -> ExitCode {
         Command::SandboxProbe { attempt, path } => {
             mcpk_session::run_sandbox_probe(attempt, path.as_deref())
         }
+        Command::Audit(command) => audit(command),
     }
 }
 
-fn serve_config(args: ServeArgs) -> Result<ServeConfig, String> {
+/// `mcp-kernel audit verify|report`: the result on stdout; exit 0 (intact, or reported), 1
+/// (broken chain), 2 (unreadable file or bad arguments).
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the CLI prints its result"
+)]
+fn audit(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify { file } => match mcpk_api::audit_verify(&file) {
+            Ok(verdict) => {
+                println!("{}: {verdict}", file.display());
+                ExitCode::from(verdict.exit_code())
+            }
+            Err(error) => {
+                eprintln!(
+                    "mcp-kernel audit verify: cannot read {}: {error}",
+                    file.display()
+                );
+                ExitCode::from(2)
+            }
+        },
+        AuditCommand::Report {
+            file,
+            since,
+            until,
+            json,
+        } => match mcpk_api::audit_report(&file, since.as_deref(), until.as_deref()) {
+            Ok(report) if json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("mcp-kernel audit report: {error}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// The configuration of `serve` (`sessions` given) or `run` (`None`: one worker started
+/// beside the upstream servers, the other session defaults unused).
+fn serve_config(args: ServeArgs, sessions: Option<SessionArgs>) -> Result<ServeConfig, String> {
     let worker_exe = std::env::current_exe()
         .map_err(|error| format!("cannot locate the mcp-kernel executable for workers: {error}"))?;
     let mut config = ServeConfig::default();
     config.worker_exe = worker_exe;
-    config.warm_workers = args.warm_workers;
+    match sessions {
+        Some(sessions) => {
+            config.warm_workers = sessions.warm_workers;
+            config.max_live_sessions = sessions.max_live_sessions;
+            config.idle_ttl = Duration::from_secs(sessions.idle_ttl_secs);
+            config.retention_ttl = Duration::from_secs(sessions.retention_ttl_secs);
+        }
+        None => config.warm_workers = 1,
+    }
     config.memory_mib = args.memory_mib;
     config.default_timeout = Duration::from_millis(args.default_timeout_ms);
     config.max_timeout = Duration::from_millis(args.max_timeout_ms);
     config.max_result_bytes = args.max_result_bytes;
     config.max_log_bytes = args.max_log_bytes;
     config.max_state_bytes = args.max_state_bytes;
-    config.max_live_sessions = args.max_live_sessions;
-    config.idle_ttl = Duration::from_secs(args.idle_ttl_secs);
-    config.retention_ttl = Duration::from_secs(args.retention_ttl_secs);
     config.tenant = args.tenant;
     config.redis_url = args.redis_url.filter(|url| !url.is_empty());
     config.redis_key_prefix = args.redis_key_prefix;
     config.cache_namespace = args.cache_namespace;
     config.max_snapshot_bytes = args.max_snapshot_bytes;
     config.max_host_calls_in_flight = args.max_host_calls_in_flight;
+    config.audit_log = args.audit_log;
     config.worker_fault = args.worker_fault;
     config.upstream_config = args.config;
     config.upstream_limits = mcpk_api::UpstreamLimits {
@@ -311,8 +432,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn serve(args: ServeCommand) -> ExitCode {
-    let started =
-        serve_config(args.serve).and_then(|config| Ok((config, args.http.config()?, runtime()?)));
+    let started = serve_config(args.serve, Some(args.sessions))
+        .and_then(|config| Ok((config, args.http.config()?, runtime()?)));
     let (config, http, runtime) = match started {
         Ok(started) => started,
         Err(error) => {
@@ -342,17 +463,23 @@ fn serve(args: ServeCommand) -> ExitCode {
     reason = "the CLI prints its result"
 )]
 fn run(args: RunArgs) -> ExitCode {
-    let code = match std::fs::read_to_string(&args.script) {
+    let read = if args.script.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&args.script)
+    };
+    let code = match read {
         Ok(code) => code,
         Err(error) => {
-            eprintln!(
-                "mcp-kernel run: cannot read {}: {error}",
-                args.script.display()
-            );
+            let script = match args.script.to_str() {
+                Some("-") => "the script from stdin".into(),
+                _ => args.script.display().to_string(),
+            };
+            eprintln!("mcp-kernel run: cannot read {script}: {error}");
             return ExitCode::from(2);
         }
     };
-    let prepared = serve_config(args.serve).and_then(|config| Ok((config, runtime()?)));
+    let prepared = serve_config(args.serve, None).and_then(|config| Ok((config, runtime()?)));
     let (config, runtime) = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -432,12 +559,19 @@ fn print_tokens(duration: std::time::Duration, processed: usize, printed: &str) 
 }
 
 /// Logs go to stderr only: stdout carries the MCP stream (and, in a worker, the protocol).
-fn init_tracing(default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
+/// `RUST_LOG`, when set, replaces `default_filter` whole (`RUST_LOG=debug` shows rmcp's
+/// messages too). Every default keeps rmcp at `warn`: at `info` it logs each connection's
+/// whole `initialize` request and every notification as multi-line debug structs, where
+/// `serve` logs one line of its own per connection.
+fn init_tracing(default_filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_filter},rmcp=warn")));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }

@@ -3,9 +3,9 @@
 use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mcpk_session::{Call, SessionKey, SessionManager};
+use mcpk_session::{Call, SessionError, SessionKey, SessionManager};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
     ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
@@ -16,6 +16,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use crate::access::Access;
 use crate::arrival::Arrival;
+use crate::audit::{Audit, ExecuteRecord};
 use crate::config::ServeConfig;
 use crate::progress::Notifier;
 use crate::response::{self, CallInfo};
@@ -25,6 +26,11 @@ use crate::upstream::Upstreams;
 
 /// The name of the one tool.
 pub(crate) const EXECUTE: &str = "execute";
+
+/// The audit status of a call whose arguments were refused before anything ran.
+const REJECTED: &str = "rejected";
+/// The audit status of a call the client cancelled.
+const CANCELLED: &str = "cancelled";
 
 const INSTRUCTIONS: &str = "Run JavaScript with `execute` to call upstream tools as \
 `servers.<server>.<tool>(args)`, filter and join their data in code, and return only the small \
@@ -62,6 +68,8 @@ struct Inner {
     search_tool: Tool,
     /// Over HTTP, this MCP session's place under `max_mcp_sessions`.
     _slot: Option<crate::http::SessionSlot>,
+    /// Where each `execute` call ends up as one line (`--audit-log`).
+    audit: Audit,
 }
 
 /// The connection's default session (which agent code names `"default"`), and so its tenant.
@@ -103,6 +111,7 @@ impl KernelServer {
         access: Arc<Access>,
         binding: Binding,
         slot: Option<crate::http::SessionSlot>,
+        audit: Audit,
     ) -> Self {
         let tool = execute_tool(&config);
         Self {
@@ -115,6 +124,7 @@ impl KernelServer {
                 tool,
                 search_tool: search::tool(),
                 _slot: slot,
+                audit,
             }),
         }
     }
@@ -165,11 +175,25 @@ impl KernelServer {
     ) -> Result<CallToolResult, ErrorData> {
         // Taken before anything can fail: dropping it gives up this call's turn.
         let arrival = context.extensions.get::<Arc<Arrival>>().cloned();
+        // Counted until answered or cancelled: a drain waits for it.
+        let _in_flight = crate::ops::InFlight::start();
         let config = &self.inner.config;
         let connection = self.connection(&context)?;
+        let audit = |session: Option<&str>, code: Option<&str>, result, duration| {
+            self.inner.audit.record(ExecuteRecord::of_call(
+                &connection.tenant,
+                session,
+                code,
+                result,
+                duration,
+            ));
+        };
         let args = match ExecuteArgs::parse(arguments, config) {
             Ok(args) => args,
-            Err(error) => return Ok(error.into_result()),
+            Err(error) => {
+                audit(None, None, Err(REJECTED), Duration::ZERO);
+                return Ok(error.into_result());
+            }
         };
         if let Some(arrival) = &arrival {
             arrival.wait_turn().await;
@@ -178,6 +202,8 @@ impl KernelServer {
         let key = match mcpk_session::resolve_name(&connection, &args.session) {
             Ok(key) => key,
             Err(error) => {
+                let session = Some(args.session.as_str());
+                audit(session, Some(&args.code), Err(REJECTED), started.elapsed());
                 return Ok(crate::tools::ArgumentError(format!("execute: {error}")).into_result());
             }
         };
@@ -214,6 +240,8 @@ impl KernelServer {
                         // Dropping the call stops it; the session rolls back. rmcp drops the
                         // response of a cancelled request, so this error is never seen.
                         tracing::info!(session = %args.session, "execute cancelled by the client");
+                        let session = Some(args.session.as_str());
+                        audit(session, Some(&args.code), Err(CANCELLED), started.elapsed());
                         return Err(ErrorData::internal_error("the request was cancelled", None));
                     }
                 }
@@ -223,13 +251,25 @@ impl KernelServer {
         if let Some(notifier) = notifier {
             notifier.finish().await;
         }
+        audit(
+            Some(&args.session),
+            Some(&args.code),
+            outcome.as_ref().map_err(SessionError::name),
+            duration,
+        );
         let answer = match outcome {
             Ok(answer) => answer,
             Err(error) => {
                 tracing::warn!(session = %args.session, %error, "execute failed");
+                record_execution("session_error", None, duration);
                 return response::session_error(&error, &args.session);
             }
         };
+        let status = match &answer.outcome.result {
+            Ok(_) => "ok",
+            Err(error) => error.kind.name(),
+        };
+        record_execution(status, answer.cached, duration);
         tracing::debug!(
             session = %args.session,
             ok = answer.outcome.result.is_ok(),
@@ -248,6 +288,43 @@ impl KernelServer {
             },
         )
     }
+}
+
+/// Error names counted under their own `status` label; any other (agent code names its own
+/// errors, which must not grow the label set) counts as `Error`.
+const COUNTED_ERRORS: [&str; 15] = [
+    "TimeoutError",
+    "MemoryLimitError",
+    "SerializationError",
+    "StateError",
+    "StateLimitError",
+    "InternalError",
+    "OutputLimitError",
+    "ToolError",
+    "TypeError",
+    "RangeError",
+    "ReferenceError",
+    "SyntaxError",
+    "URIError",
+    "EvalError",
+    "AggregateError",
+];
+
+/// Counts one answered `execute` in the metrics. `status` is `ok`, an error name or
+/// `session_error`.
+fn record_execution(status: &str, cached: Option<&'static str>, duration: std::time::Duration) {
+    let status = match status {
+        "ok" => "ok",
+        "session_error" => "session_error",
+        name => COUNTED_ERRORS
+            .iter()
+            .copied()
+            .find(|known| *known == name)
+            .unwrap_or("Error"),
+    };
+    metrics::counter!(crate::ops::EXECUTIONS_TOTAL, "status" => status, "cache" => cached.unwrap_or("none"))
+        .increment(1);
+    metrics::histogram!(crate::ops::EXECUTE_DURATION).record(duration.as_secs_f64());
 }
 
 fn execute_tool(config: &ServeConfig) -> Tool {
@@ -285,6 +362,12 @@ impl ServerHandler for KernelServer {
         if matches!(self.inner.binding, Binding::Http(_)) {
             self.connection(&context)?;
         }
+        tracing::info!(
+            client = %request.client_info.name,
+            client_version = %request.client_info.version,
+            protocol = %request.protocol_version,
+            "client connected"
+        );
         context.peer.set_peer_info(request.clone());
         self.negotiate_initialize(&request)
     }

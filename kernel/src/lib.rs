@@ -27,7 +27,7 @@ pub use children::ChildSet;
 pub use outcome::{
     CallError, CallOutcome, CallValue, Effects, ErrorKind, LogEntry, LogLevel, MAX_EFFECTS_TOOLS,
 };
-pub use pool::{KernelConfig, WorkerPool};
+pub use pool::{KernelConfig, WORKER_STARTS_TOTAL, WorkerPool};
 pub use probe::{Attempt as ProbeAttempt, run_sandbox_probe};
 pub use process::{Execution, HostFuture, HostHandler, KernelError, Progress, Worker};
 pub use protocol::{

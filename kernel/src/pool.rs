@@ -100,7 +100,12 @@ pub struct WorkerPool {
     /// Set by [`WorkerPool::shutdown`]: no more workers are started.
     closed: AtomicBool,
     faults: Arc<Faults>,
+    /// Why the last attempt to start a worker failed, until one starts again.
+    spawn_error: Mutex<Option<String>>,
 }
+
+/// `mcpk_worker_starts_total`: worker processes started (warm or on demand).
+pub const WORKER_STARTS_TOTAL: &str = "mcpk_worker_starts_total";
 
 impl WorkerPool {
     /// How often idle workers are checked for liveness.
@@ -123,6 +128,7 @@ impl WorkerPool {
             refill: Arc::new(Notify::new()),
             children: ChildSet::new(),
             closed: AtomicBool::new(false),
+            spawn_error: Mutex::new(None),
         });
         tokio::spawn(maintain(Arc::downgrade(&pool), pool.refill.clone()));
         pool
@@ -150,7 +156,18 @@ impl WorkerPool {
             self.config.limits(),
             self.faults.clone(),
         )
-        .await?;
+        .await;
+        let worker = match worker {
+            Ok(worker) => {
+                self.set_spawn_error(None);
+                worker
+            }
+            Err(error) => {
+                self.set_spawn_error(Some(error.to_string()));
+                return Err(error);
+            }
+        };
+        metrics::counter!(WORKER_STARTS_TOTAL).increment(1);
         if let Err(error) = self.children.register(worker.pid()) {
             tracing::warn!(pid = worker.pid(), %error, "cannot track a worker process");
         }
@@ -205,6 +222,24 @@ impl WorkerPool {
         }
         self.refill.notify_one();
         self.spawn().await
+    }
+
+    /// Whether workers can be started: `Err` with the last start's error while starting them
+    /// fails (the pool keeps retrying in the background), `Ok` once one starts again.
+    ///
+    /// # Errors
+    /// The last start failure's message.
+    pub fn health(&self) -> Result<(), String> {
+        match self.spawn_error.lock().map(|e| e.clone()) {
+            Ok(Some(error)) => Err(error),
+            _ => Ok(()),
+        }
+    }
+
+    fn set_spawn_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.spawn_error.lock() {
+            *slot = error;
+        }
     }
 
     /// Number of idle workers ready now.

@@ -25,22 +25,27 @@ mod manager;
 mod router;
 mod store;
 mod tokens;
+mod tool_calls;
 
 pub use host::NoUpstreams;
 pub use key::{
     CONNECTION_NAME_PREFIX, KeyError, MAX_SESSION_NAME_BYTES, MAX_TENANT_BYTES, SessionKey,
 };
 pub use manager::{
-    Answer, CacheMode, Call, DEFAULT_SESSION, SessionConfig, SessionError, SessionInfo,
-    SessionManager, SessionMode, resolve_name,
+    Answer, CacheMode, Call, DEFAULT_SESSION, HIBERNATIONS_TOTAL, QUEUE_DEPTH, SessionConfig,
+    SessionError, SessionInfo, SessionManager, SessionMode, WORKER_DEATHS_TOTAL, resolve_name,
 };
-pub use mcpk_cache::{CacheConfig, TieredCache};
+pub use mcpk_cache::{CacheConfig, TieredCache, describe_metrics as describe_cache_metrics};
+pub use mcpk_kernel::WORKER_STARTS_TOTAL;
 pub use router::{ProgressSink, Tools};
 pub use store::{
     Lease, Lookup, MemoryStore, RedisStore, SNAPSHOT_FORMAT, SessionMeta, Snapshot, Store,
     StoreConfig, StoreError, StoredSkill, ToolSchema,
 };
 pub use tokens::estimate_tokens;
+pub use tool_calls::{
+    MAX_LISTED_TOOL_CALLS, MAX_TOOL_NAME_BYTES, ToolCall, ToolCalls, canonical_json, sha256_hex,
+};
 
 pub use mcpk_kernel::{
     CallError, CallOutcome, CallValue, ChildSet, CommittedState, Detail, ErrorKind, HostFuture,

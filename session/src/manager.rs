@@ -152,6 +152,10 @@ pub struct Answer {
     /// in this call ([`crate::estimate_tokens`] of each reply's JSON): the data the model
     /// never had to read. 0 for an answer from the cache.
     pub processed_tokens: usize,
+    /// The upstream tool calls the code made in this call (bounded; see
+    /// [`crate::ToolCalls`]), also when it failed afterwards. Empty for an answer from the
+    /// cache: that call made no tool call, whatever the run it replays made.
+    pub tool_calls: crate::ToolCalls,
 }
 
 /// Limits and TTLs of the session manager. Durations are tokio time, so tests can pause it.
@@ -301,6 +305,33 @@ pub struct Call<'a> {
     pub progress: Option<ProgressSink>,
 }
 
+/// `mcpk_queue_depth`: `execute` calls waiting for their session's turn (calls on one
+/// session run one at a time), the signal an autoscaler scales on.
+pub const QUEUE_DEPTH: &str = "mcpk_queue_depth";
+/// `mcpk_worker_deaths_total{cause}`: workers lost during a call, by the error the call got
+/// (`TimeoutError` for a deadline kill, `MemoryLimitError`, `InternalError`, …).
+pub const WORKER_DEATHS_TOTAL: &str = "mcpk_worker_deaths_total";
+/// `mcpk_session_hibernations_total`: live sessions whose worker was released (idle TTL or
+/// the live-session limit); their snapshots stay in the store.
+pub const HIBERNATIONS_TOTAL: &str = "mcpk_session_hibernations_total";
+
+/// One call counted in [`QUEUE_DEPTH`] while it waits; dropping it (the turn came, or the
+/// call was cancelled) takes it out.
+struct Waiting;
+
+impl Waiting {
+    fn new() -> Self {
+        metrics::gauge!(QUEUE_DEPTH).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::gauge!(QUEUE_DEPTH).decrement(1.0);
+    }
+}
+
 impl std::fmt::Debug for Call<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
@@ -399,6 +430,23 @@ impl SessionManager {
         name: &str,
     ) -> Result<Option<StoredSkill>, SessionError> {
         Ok(self.shared.store.skill_get(tenant, name).await?)
+    }
+
+    /// Whether this server can run calls: workers can be started, and the store and the
+    /// result cache's Redis answer when Redis is configured. `/readyz` reports it.
+    ///
+    /// # Errors
+    /// What is wrong, naming the part.
+    pub async fn readiness(&self) -> Result<(), String> {
+        self.shared
+            .pool
+            .health()
+            .map_err(|e| format!("workers cannot be started: {e}"))?;
+        self.shared
+            .store
+            .ping()
+            .await
+            .map_err(|e| format!("the session store is unreachable: {e}"))
     }
 
     /// Number of live sessions (each holding a worker).
@@ -556,7 +604,9 @@ impl Shared {
         loop {
             let session = self.open(key, mode).await?;
             let using = Using::new(session);
+            let waiting = Waiting::new();
             let mut inner = using.0.inner.lock().await;
+            drop(waiting);
             if inner.retired {
                 // Hibernated or closed between the look-up and the lock: look it up again
                 // (a fresh load, so `new` must not refuse the session it just created).
@@ -687,6 +737,7 @@ impl Shared {
                             ),
                             cached: None,
                             processed_tokens: 0,
+                            tool_calls: crate::ToolCalls::default(),
                         });
                     }
                     // The leader's entry, if it stored one that fits this session's state.
@@ -733,6 +784,7 @@ impl Shared {
                         ),
                         cached: None,
                         processed_tokens: 0,
+                        tool_calls: crate::ToolCalls::default(),
                     });
                 }
                 worker
@@ -742,6 +794,7 @@ impl Shared {
         let skills = (worker.skills_version() != Some(library.version))
             .then(|| SkillLibrary::clone(&library));
         let processed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tool_calls = Arc::new(Mutex::new(crate::ToolCalls::default()));
         let router: Arc<dyn mcpk_kernel::HostHandler> = Arc::new(Router {
             key: key.clone(),
             connection: call.connection.clone(),
@@ -749,6 +802,7 @@ impl Shared {
             tools: self.tools.clone(),
             processed: processed.clone(),
             progress: call.progress.clone(),
+            tool_calls: tool_calls.clone(),
         });
         // The catalogue this run starts with keys its entry: one that changes mid-run must not
         // file a result computed from the old tools under the new version.
@@ -804,7 +858,15 @@ impl Shared {
             tracing::warn!(session = %key.name, %error, "commit to the store failed; the call is rolled back");
             return Err(error.into());
         }
-        if !execution.worker_lost {
+        if execution.worker_lost {
+            let cause = outcome
+                .result
+                .as_ref()
+                .err()
+                .map_or("unknown", |e| e.kind.name())
+                .to_owned();
+            metrics::counter!(WORKER_DEATHS_TOTAL, "cause" => cause).increment(1);
+        } else {
             inner.worker = Some(worker);
         }
         if let Some((vary_key, vary, entry_key, entry, ttl)) = to_cache {
@@ -818,6 +880,7 @@ impl Shared {
             outcome,
             cached: None,
             processed_tokens: processed.load(std::sync::atomic::Ordering::Relaxed),
+            tool_calls: std::mem::take(&mut *tool_calls.lock().unwrap_or_else(|e| e.into_inner())),
         })
     }
 
@@ -913,6 +976,7 @@ impl Shared {
             },
             cached: Some(tier.label()),
             processed_tokens: 0,
+            tool_calls: crate::ToolCalls::default(),
         })
     }
 
@@ -1120,6 +1184,7 @@ fn hibernate(session: &Session) -> Option<Option<Worker>> {
     }
     let mut inner = session.inner.try_lock().ok()?;
     inner.retired = true;
+    metrics::counter!(HIBERNATIONS_TOTAL).increment(1);
     Some(inner.worker.take())
 }
 

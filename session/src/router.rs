@@ -55,6 +55,9 @@ pub(crate) struct Router {
     pub(crate) processed: Arc<std::sync::atomic::AtomicUsize>,
     /// Where the call's console lines and `mcp.progress` reports go as they happen.
     pub(crate) progress: Option<ProgressSink>,
+    /// The upstream tool calls this call made so far (bounded), for the audit log. Locked
+    /// only to push one entry, never across an `.await`.
+    pub(crate) tool_calls: Arc<std::sync::Mutex<crate::ToolCalls>>,
 }
 
 /// Receives a running call's console lines and `mcp.progress` reports as they arrive (see
@@ -102,6 +105,12 @@ impl HostHandler for Router {
                 })
             }
             upstream @ (HostOp::CallTool { .. } | HostOp::ReadResource { .. }) => {
+                if let HostOp::CallTool { server, tool, args } = &upstream {
+                    self.tool_calls
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(server, tool, args);
+                }
                 let reply = self.tools.call(&self.key.tenant, upstream);
                 let processed = self.processed.clone();
                 Box::pin(async move {

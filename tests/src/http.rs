@@ -142,6 +142,40 @@ impl HttpServer {
         self.child.id().expect("running")
     }
 
+    /// Sends the server SIGTERM.
+    ///
+    /// # Panics
+    /// When `kill` fails.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits for the server to exit.
+    ///
+    /// # Panics
+    /// When it has not exited within [`REQUEST_DEADLINE`].
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(REQUEST_DEADLINE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the server did not exit:\n{}", self.stderr()))
+            .expect("wait")
+    }
+
+    /// `GET <base>/<path>` (e.g. `healthz`): status and body.
+    ///
+    /// # Panics
+    /// When the request fails.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let base = self.url.trim_end_matches("/mcp");
+        let response = reqwest::get(format!("{base}/{path}")).await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("body"))
+    }
+
     /// An initialised MCP client, with `Authorization: Bearer <token>` when given.
     ///
     /// # Panics

@@ -256,6 +256,24 @@ impl Server {
         &self.client
     }
 
+    /// Closes the connection as a client that is done would (stdin closed), and waits until
+    /// the server process has exited and been reaped.
+    ///
+    /// # Panics
+    /// When the server has not exited within rmcp's grace and had to be killed.
+    pub async fn stop(&mut self) {
+        let closed = self
+            .client
+            .close_with_timeout(REQUEST_DEADLINE)
+            .await
+            .expect("the client task");
+        assert!(closed.is_some(), "the server did not exit in time");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{}", self.pid)).exists(),
+            "the server process is still there"
+        );
+    }
+
     /// What the server has written to stderr so far (the most recent 256 KiB at most).
     #[must_use]
     pub fn stderr(&self) -> String {

@@ -341,16 +341,38 @@ impl Server {
 /// When it cannot be started or does not exit in time (it is killed then).
 #[must_use]
 pub fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_binary_with_stdin(args, env, None)
+}
+
+/// [`run_binary`] with `stdin` written to the process's standard input (then closed), or
+/// stdin null for `None`.
+///
+/// # Panics
+/// When it cannot be started or does not exit in time (it is killed then).
+#[must_use]
+pub fn run_binary_with_stdin(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(binary_path())
         .args(args)
         .env_remove("REDIS_URL")
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn mcp-kernel");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = pipe.write_all(&input);
+        });
+    }
     // Read both pipes on threads so a full pipe cannot stall the child.
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");

@@ -630,3 +630,69 @@ async fn only_a_request_with_a_progress_token_gets_notifications_on_the_wire() {
         "{loud}"
     );
 }
+
+/// Whether `error` is the server's 503 (a full `max_concurrent_requests`).
+fn is_503(error: &rmcp::ServiceError) -> bool {
+    format!("{error:?}").contains("status: 503")
+}
+
+/// Sends `send` again while the server answers 503, as a client honouring `Retry-After`
+/// would (right away: the place frees as soon as the previous response is fully sent).
+async fn retry_503<T, F>(send: impl Fn() -> F) -> Result<T, rmcp::ServiceError>
+where
+    F: std::future::Future<Output = Result<T, rmcp::ServiceError>>,
+{
+    tokio::time::timeout(mcpk_tests::REQUEST_DEADLINE, async {
+        loop {
+            match send().await {
+                Err(error) if is_503(&error) => tokio::task::yield_now().await,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("a place came free")
+}
+
+#[tokio::test]
+async fn a_request_keeps_its_place_under_max_concurrent_requests_until_its_call_has_answered() {
+    let dir = TempDir::new("http-limit");
+    let config = write_config(&dir, json!({"fixture": fixture_entry(&[])}));
+    let server = HttpServer::start(&[
+        "--config",
+        mcpk_tests::upstream::utf8(&config),
+        "--max-concurrent-requests",
+        "1",
+    ])
+    .await;
+    let HttpClient {
+        service,
+        mut progress,
+    } = server.client(None).await;
+    // The one place is taken by a call that hangs in an upstream until its own deadline.
+    let params = rmcp::model::CallToolRequestParams::new("execute").with_arguments(
+        json!({"code": "mcp.progress(0.1, 'started'); await servers.fixture.hang({})", "timeout_ms": 8000})
+            .as_object()
+            .cloned()
+            .expect("object"),
+    );
+    let peer = service.peer().clone();
+    let call = tokio::spawn(async move { retry_503(|| peer.call_tool(params.clone())).await });
+    tokio::time::timeout(mcpk_tests::REQUEST_DEADLINE, async {
+        while progress.recv().await.and_then(|n| n.message).as_deref() != Some("started") {}
+    })
+    .await
+    .expect("the call started");
+    let refused = service.peer().list_tools(None).await;
+    assert!(
+        refused.as_ref().is_err_and(is_503),
+        "a second request got in: {refused:?}"
+    );
+    let timed_out = call.await.expect("the call's task").expect("a tool result");
+    assert_eq!(timed_out.error_name(), "TimeoutError");
+    // Its answer sent, the place is free again.
+    let tools = retry_503(|| service.peer().list_tools(None))
+        .await
+        .expect("tools/list");
+    assert_eq!(tools.tools.len(), 2);
+}

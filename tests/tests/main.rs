@@ -4,11 +4,13 @@
 //! build it for this one. One test binary, one module per area (wasmtime's `tests/all`).
 
 mod args;
+mod audit;
 mod builtins;
 mod cache;
 mod concurrency;
 mod cross_session;
 mod deadlines;
+mod deploy;
 mod effects;
 mod execute;
 mod first_tries;
@@ -21,6 +23,7 @@ mod layering;
 mod limits;
 mod lockdown;
 mod microtasks;
+mod ops;
 mod repl_rule;
 mod sandbox;
 mod seal;

@@ -1,7 +1,9 @@
 //! The binary as a command: `serve --config` refusing a bad file at start-up, and
 //! `mcp-kernel run SCRIPT.js --config FILE` with its output streams and exit codes.
 
-use mcpk_tests::upstream::{TempDir, fixture_entry, run_binary, utf8, write_config};
+use mcpk_tests::upstream::{
+    TempDir, fixture_entry, run_binary, run_binary_with_stdin, utf8, write_config,
+};
 use serde_json::json;
 
 fn stderr_of(output: &std::process::Output) -> String {
@@ -187,4 +189,136 @@ fn run_exits_2_when_the_script_or_the_config_cannot_be_used() {
     assert!(stderr.contains(utf8(&config)), "{stderr}");
     assert!(stderr.contains("server `fs`"), "{stderr}");
     assert_eq!(stdout_of(&output), "");
+}
+
+#[test]
+fn run_reads_the_script_from_stdin_given_a_dash() {
+    let output = run_binary_with_stdin(
+        &["run", "-"],
+        &[],
+        Some(b"console.log('from stdin'); return 6 * 7"),
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout_of(&output), "42\n");
+    assert!(stderr.contains("[log] from stdin\n"), "{stderr}");
+}
+
+#[test]
+fn run_help_lists_only_the_flags_that_apply_to_run() {
+    let help = |args: &[&str]| {
+        let output = run_binary(args, &[]);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        stdout_of(&output)
+    };
+    let run = help(&["run", "--help"]);
+    for flag in [
+        "--config",
+        "--timeout-ms",
+        "--upstream-connect-timeout-ms",
+        "--memory-mib",
+    ] {
+        assert!(run.contains(flag), "run --help lacks {flag}:\n{run}");
+    }
+    let serve_only = [
+        "--warm-workers",
+        "--max-live-sessions",
+        "--idle-ttl-secs",
+        "--retention-ttl-secs",
+        "--http",
+        "--auth-file",
+        "--max-mcp-sessions",
+    ];
+    for flag in serve_only {
+        assert!(!run.contains(flag), "run --help lists {flag}:\n{run}");
+    }
+    // `serve` keeps them, with their environment variables.
+    let serve = help(&["serve", "--help"]);
+    for flag in serve_only {
+        assert!(serve.contains(flag), "serve --help lacks {flag}:\n{serve}");
+    }
+    assert!(serve.contains("MCP_KERNEL_IDLE_TTL_SECS"), "{serve}");
+    assert!(serve.contains("MCP_KERNEL_WARM_WORKERS"), "{serve}");
+}
+
+/// A server that keeps writing to stderr while it starts (as npm does while `npx` installs)
+/// is not stopped at the connect timeout; a silent one is, with `SIGTERM` first, and the
+/// error names the flag to raise. The writing server starts serving only once the silent one
+/// has been stopped, so it has outlived the connect timeout without any clock in the test.
+#[test]
+fn a_server_writing_progress_outlives_the_connect_timeout_and_a_silent_one_is_stopped_gently() {
+    let dir = TempDir::new("slow-start");
+    let hung_pid = utf8(&dir.join("hung.pid")).to_owned();
+    let terms = utf8(&dir.join("terms")).to_owned();
+    let hung = format!(
+        "trap 'echo $$ >> {terms}; exit 0' TERM; [ -s {hung_pid} ] || echo $$ > {hung_pid}; \
+         while :; do sleep 0.05; done"
+    );
+    let fixture = fixture_entry(&[]);
+    let fixture = fixture["command"].as_str().expect("fixture command");
+    let slow = format!(
+        "while [ ! -s {hung_pid} ] || kill -0 \"$(cat {hung_pid})\" 2>/dev/null; do \
+         echo 'still installing' >&2; sleep 0.05; done; exec {fixture}"
+    );
+    let config = write_config(
+        &dir,
+        json!({
+            "hung": {"command": "sh", "args": ["-c", hung]},
+            "slow": {"command": "sh", "args": ["-c", slow]},
+        }),
+    );
+    let script = dir.write("slow.js", "return await servers.slow.structured({n: 2})");
+    let output = run_binary(
+        &[
+            "run",
+            utf8(&script),
+            "--config",
+            utf8(&config),
+            "--upstream-connect-timeout-ms",
+            "1000",
+        ],
+        &[],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let printed: serde_json::Value = serde_json::from_str(&stdout_of(&output)).expect("JSON");
+    assert_eq!(printed, json!({"n": 2, "doubled": 4}));
+    assert!(
+        stderr.contains("silent for 1s while starting")
+            && stderr.contains("raise --upstream-connect-timeout-ms"),
+        "{stderr}"
+    );
+    let first = std::fs::read_to_string(&hung_pid).expect("hung pid");
+    let terms = std::fs::read_to_string(&terms).unwrap_or_default();
+    assert!(
+        terms.lines().any(|pid| pid == first.trim()),
+        "the silent server {} got no SIGTERM (SIGTERM'd: {terms:?})\n{stderr}",
+        first.trim()
+    );
+}
+
+#[test]
+fn a_failed_start_names_npms_real_error_rather_than_its_log_file_line() {
+    let dir = TempDir::new("npm-error");
+    let npm = "printf '%s\\n' 'npm error code E404' \
+               'npm error 404 Not Found - GET https://registry.npmjs.org/@nope%2fserver' \
+               'npm error A complete log of this run can be found in: /tmp/nope-debug-0.log' >&2; \
+               exit 1";
+    let config = write_config(
+        &dir,
+        json!({"broken": {"command": "sh", "args": ["-c", npm]}}),
+    );
+    let script = dir.write(
+        "call.js",
+        "try { await servers.broken.anything({}) } catch (e) { return e.message }",
+    );
+    let output = run_binary(&["run", utf8(&script), "--config", utf8(&config)], &[]);
+    let stdout = stdout_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(
+        stdout.contains(
+            "its stderr says: npm error 404 Not Found - GET https://registry.npmjs.org/@nope%2fserver"
+        ),
+        "{stdout}"
+    );
 }

@@ -20,12 +20,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::Access;
 use crate::config::ServeConfig;
+use crate::ops::Ops;
 use crate::server::{Binding, KernelServer};
 use auth::{Auth, AuthFile};
 
@@ -70,11 +73,14 @@ pub struct HttpConfig {
     /// Live MCP sessions (each holds a default kernel session once it executes); more
     /// `initialize` requests fail with 500 until one ends.
     pub max_mcp_sessions: usize,
+    /// On SIGTERM, how long `execute` calls in progress may take to finish before they are
+    /// stopped.
+    pub shutdown_grace: Duration,
 }
 
 impl HttpConfig {
     /// The defaults for `addr`: 4 MiB bodies, 256 concurrent requests, 1,024 connections,
-    /// 1,024 MCP sessions, no extra hosts or origins, no auth file.
+    /// 1,024 MCP sessions, a 25 s shutdown grace, no extra hosts or origins, no auth file.
     #[must_use]
     pub fn new(addr: SocketAddr) -> Self {
         Self {
@@ -87,6 +93,7 @@ impl HttpConfig {
             max_concurrent_requests: 256,
             max_connections: 1024,
             max_mcp_sessions: 1024,
+            shutdown_grace: Duration::from_secs(25),
         }
     }
 }
@@ -96,8 +103,9 @@ const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*",
 /// Loopback `Host` names always accepted.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// Serves MCP over streamable HTTP until SIGINT or SIGTERM, then stops accepting requests,
-/// ends every MCP session, and stops every worker and upstream server.
+/// Serves MCP over streamable HTTP (and `/healthz`, `/readyz`, `/metrics`) until SIGINT or
+/// SIGTERM, then drains: new requests get 503, calls in progress get `shutdown_grace` to
+/// finish, every MCP session ends, and every worker and upstream server is stopped.
 ///
 /// # Errors
 /// A non-loopback `addr` without `auth_file` or `insecure_no_auth`, an invalid auth file
@@ -108,6 +116,11 @@ pub async fn run_http(config: ServeConfig, http: HttpConfig) -> anyhow::Result<(
     let started = crate::start(&config, access.clone()).await?;
     let sessions = started.sessions.clone();
     let shutdown = CancellationToken::new();
+    let ops = Ops::new(
+        sessions.clone(),
+        started.upstreams.clone(),
+        started.audit.clone(),
+    );
     let served = async {
         let listener = TcpListener::bind(http.addr)
             .await
@@ -117,23 +130,57 @@ pub async fn run_http(config: ServeConfig, http: HttpConfig) -> anyhow::Result<(
             version = env!("CARGO_PKG_VERSION"),
             "listening on http://{local}/mcp"
         );
-        let app = router(&config, &http, &started, access, auth, shutdown.clone());
+        let app = router(&config, &http, &started, access, auth, ops.clone(), shutdown.clone());
         let listener = ConnectionLimit::new(listener, http.max_connections);
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: no new requests; ending MCP sessions");
-            stop.cancel();
-        });
-        axum::serve(listener, app)
+        tokio::spawn(drain_on_signal(ops.clone(), http.shutdown_grace, shutdown.clone()));
+        let serving = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("the HTTP server failed")
+            .into_future();
+        tokio::pin!(serving);
+        tokio::select! {
+            served = &mut serving => served.context("the HTTP server failed"),
+            // Connections that outlive the MCP sessions' end (a client that keeps a stream
+            // open) get a short while to close, then the server stops anyway.
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(CONNECTIONS_CLOSE_TIMEOUT).await;
+            } => {
+                tracing::warn!("connections still open {CONNECTIONS_CLOSE_TIMEOUT:?} after the drain; closing them");
+                Ok(())
+            }
+        }
     }
     .await;
     shutdown.cancel();
     crate::shutdown(&sessions).await;
+    started.audit.close().await;
     served
+}
+
+/// How long connections may stay open once every MCP session has been ended.
+const CONNECTIONS_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// On SIGTERM or Ctrl-C: refuse new requests (503) and report not ready, let the `execute`
+/// calls in progress finish within `grace`, then end every MCP session, which stops the HTTP
+/// server. Sessions' state is already in the store: each call commits before it answers.
+async fn drain_on_signal(ops: Arc<Ops>, grace: Duration, shutdown: CancellationToken) {
+    tokio::select! {
+        () = wait_for_signal() => {}
+        () = shutdown.cancelled() => return,
+    }
+    ops.start_draining();
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "draining: new requests are refused; waiting for calls in progress"
+    );
+    match crate::ops::wait_for_calls(grace).await {
+        0 => tracing::info!("every call in progress finished; stopping"),
+        left => tracing::warn!(
+            left,
+            "the grace period is over; stopping the calls still running"
+        ),
+    }
+    shutdown.cancel();
 }
 
 /// Who may call, and which servers each tenant may use.
@@ -166,6 +213,7 @@ fn router(
     started: &crate::Started,
     access: Arc<Access>,
     auth: Arc<Auth>,
+    ops: Arc<Ops>,
     shutdown: CancellationToken,
 ) -> axum::Router {
     let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect();
@@ -185,6 +233,7 @@ fn router(
         started.sessions.clone(),
         started.upstreams.clone(),
     );
+    let audit = started.audit.clone();
     let factory = move || {
         let slot = SessionSlot::take(&live, max_sessions).ok_or_else(|| {
             std::io::Error::other(format!(
@@ -198,21 +247,35 @@ fn router(
             access.clone(),
             Binding::Http(std::sync::Mutex::new(None)),
             Some(slot),
+            audit.clone(),
         ))
     };
     let service =
         StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), transport);
-    let requests = Arc::new(Semaphore::new(http.max_concurrent_requests));
+    let gate = Arc::new(Gate {
+        requests: Arc::new(Semaphore::new(http.max_concurrent_requests)),
+        ops: ops.clone(),
+    });
+    let health = axum::Router::new()
+        .route("/healthz", get(crate::ops::healthz))
+        .route("/readyz", get(crate::ops::readyz))
+        .route("/metrics", get(crate::ops::metrics))
+        .with_state(ops);
     axum::Router::new()
         .route_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(
-            requests,
-            limit_requests,
-        ))
+        .layer(axum::middleware::from_fn_with_state(gate, limit_requests))
         .layer(axum::middleware::from_fn_with_state(
             auth,
             auth::authenticate,
         ))
+        .merge(health)
+}
+
+/// What admits a request to `/mcp`: not draining, and a free place under
+/// `max_concurrent_requests`.
+struct Gate {
+    requests: Arc<Semaphore>,
+    ops: Arc<Ops>,
 }
 
 /// One live MCP session counted against `max_mcp_sessions`; dropping it frees the place.
@@ -235,14 +298,20 @@ impl Drop for SessionSlot {
     }
 }
 
-/// At most `max_concurrent_requests` requests at once; a request over the limit gets 503 at
-/// once (a client retries) rather than waiting in an unbounded queue.
-async fn limit_requests(
-    State(requests): State<Arc<Semaphore>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Ok(_permit) = requests.try_acquire() else {
+/// At most `max_concurrent_requests` requests at once, each counted until its response has
+/// been sent (so a POST that runs a call counts until the call's result is out); a request
+/// over the limit gets 503 at once (a client retries) rather than waiting in an unbounded
+/// queue. While draining, every new request gets 503.
+async fn limit_requests(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
+    if gate.ops.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "the server is shutting down; retry on another replica",
+        )
+            .into_response();
+    }
+    let Ok(permit) = gate.requests.clone().try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
@@ -250,7 +319,25 @@ async fn limit_requests(
         )
             .into_response();
     };
-    next.run(request).await
+    if request.method() != axum::http::Method::POST {
+        // A GET is a client's long-lived stream (bounded by max_mcp_sessions), a DELETE ends
+        // a session: neither runs a call, so neither keeps its place after its headers.
+        return next.run(request).await;
+    }
+    let busy = crate::ops::Busy::start();
+    let response = next.run(request).await;
+    // rmcp answers a POST with a stream that ends after the call's result: the request keeps
+    // its place under max_concurrent_requests, and counts for the drain, until the last byte
+    // of that stream is sent (or the client goes away).
+    response.map(|body| {
+        axum::body::Body::from_stream(futures::StreamExt::map(
+            body.into_data_stream(),
+            move |chunk| {
+                let _held = (&permit, &busy);
+                chunk
+            },
+        ))
+    })
 }
 
 async fn wait_for_signal() {

@@ -141,9 +141,9 @@ async fn answer(
             ))
         }
         HostOp::CallTool { server, tool, args } => {
-            call_tool(upstreams, servers, tenant, &server, &tool, args)
-                .await
-                .map_err(|message| format!("{server}.{tool}: {message}"))
+            let called = call_tool(upstreams, servers, tenant, &server, &tool, args).await;
+            count_host_call(upstreams, &server, &tool, called.is_ok());
+            called.map_err(|message| format!("{server}.{tool}: {message}"))
         }
         HostOp::ListResources => Ok(Value::Array(
             list_resources(upstreams)
@@ -166,6 +166,20 @@ async fn answer(
         }
         _ => Err("this host call is not supported by this server version".to_owned()),
     }
+}
+
+/// `mcpk_host_calls_total{server,tool,outcome}`; names the catalogue does not hold count as
+/// `(unknown)`, so agent code cannot grow the label set.
+fn count_host_call(upstreams: &Upstreams, server: &str, tool: &str, ok: bool) {
+    let catalog = upstreams.catalog();
+    let known = catalog.find(server, tool);
+    let (server, tool) = known.map_or_else(
+        || ("(unknown)".to_owned(), "(unknown)".to_owned()),
+        |t| (t.server.clone(), t.tool.name.to_string()),
+    );
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!(crate::ops::HOST_CALLS_TOTAL, "server" => server, "tool" => tool, "outcome" => outcome)
+        .increment(1);
 }
 
 async fn call_tool(

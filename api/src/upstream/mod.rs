@@ -14,6 +14,7 @@
 pub(crate) mod config;
 mod host;
 mod result;
+pub(crate) mod start;
 pub(crate) mod stdio;
 
 use std::collections::BTreeMap;
@@ -35,10 +36,12 @@ pub(crate) use host::UpstreamHost;
 /// Timeouts of upstream connections and calls. Units in the names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamLimits {
-    /// Longest wait for a server to start and answer `initialize` + `tools/list` (default 30 s;
-    /// `npx -y` of an uncached package takes 5–6 s here). Also bounds the `tools/list` that
-    /// follows `notifications/tools/list_changed`: a server that does not answer it in time is
-    /// restarted.
+    /// Longest wait for a server to start and answer `initialize` + `tools/list` (default
+    /// 30 s). For a stdio server it is the longest stretch of *silence*: each line it writes on
+    /// stderr starts the wait over, up to 10 times this in all, and a package runner (`npx`,
+    /// `uvx`, …) gets at least 120 s before its first start (see `upstream::start`). Also
+    /// bounds the `tools/list` that follows `notifications/tools/list_changed`: a server that
+    /// does not answer it in time is restarted.
     pub connect_timeout: Duration,
     /// Longest wait for one upstream tool call or resource read (default 60 s). A call is also
     /// cancelled (`notifications/cancelled`) when the `execute` call that made it ends first.
@@ -295,7 +298,12 @@ impl ClientHandler for UpstreamClient {
 
 type Connection = RunningService<RoleClient, UpstreamClient>;
 
-async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Connection, String> {
+/// Connects to `config`'s server; a stdio server's pid and stderr go to `output`.
+async fn connect(
+    config: &ServerConfig,
+    handler: UpstreamClient,
+    output: &Arc<start::StartOutput>,
+) -> Result<Connection, String> {
     match &config.transport {
         Transport::Stdio {
             command,
@@ -310,38 +318,24 @@ async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Conne
                 .spawn()
                 .map_err(|e| format!("cannot start `{command}`: {e}"))?;
             stdio::track(transport.id());
-            // The last stderr line explains a server that dies while starting. Lines are read
-            // bounded (`MAX_STDERR_LINE_BYTES`), so a flood without newlines costs no memory.
-            let last_line = Arc::new(std::sync::Mutex::new(None::<String>));
+            output.set_pid(transport.id());
+            // Stderr is logged and kept for the whole life of the process; its most
+            // informative recent line explains a server that dies while starting.
             let stderr_done = stderr.map(|stderr| {
-                let name = config.name.clone();
-                let last_line = last_line.clone();
-                tokio::spawn(async move {
-                    let lines = mcpk_session::stderr_lines(stderr);
-                    futures::pin_mut!(lines);
-                    while let Some(line) = futures::StreamExt::next(&mut lines).await {
-                        tracing::debug!(server = %name, "upstream stderr: {line}");
-                        if !line.trim().is_empty()
-                            && let Ok(mut last) = last_line.lock()
-                        {
-                            *last = Some(line.chars().take(300).collect());
-                        }
-                    }
-                })
+                tokio::spawn(start::read_stderr(
+                    config.name.clone(),
+                    stderr,
+                    output.clone(),
+                ))
             });
             match handler.serve_with_ct(transport, ct).await {
                 Ok(connection) => Ok(connection),
                 Err(e) => {
+                    // The process is exiting: let its last lines arrive.
                     if let Some(done) = stderr_done {
                         let _ = tokio::time::timeout(Duration::from_millis(500), done).await;
                     }
-                    let last = last_line.lock().ok().and_then(|l| l.clone());
-                    Err(match last {
-                        Some(line) => {
-                            format!("MCP handshake failed: {e}; its last stderr line: {line}")
-                        }
-                        None => format!("MCP handshake failed: {e}"),
-                    })
+                    Err(output.explain(&format!("MCP handshake failed: {e}")))
                 }
             }
         }
@@ -372,28 +366,30 @@ async fn connect(config: &ServerConfig, handler: UpstreamClient) -> Result<Conne
 async fn supervise(upstream: Arc<Upstream>, owner: Weak<Upstreams>) {
     let name = upstream.config.name.clone();
     let mut backoff = BACKOFF_START;
+    let mut started_before = false;
     loop {
         let Some(limits) = owner.upgrade().map(|o| o.limits) else {
             return;
         };
         let changed = Arc::new(Notify::new());
+        let output = start::StartOutput::new();
         let attempt = async {
             let connection = connect(
                 &upstream.config,
                 UpstreamClient {
                     changed: changed.clone(),
                 },
+                &output,
             )
             .await?;
             let tools = list_tools_capped(connection.peer()).await?;
             Ok::<_, String>((connection, tools))
         };
-        let outcome = match tokio::time::timeout(limits.connect_timeout, attempt).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(format!("did not start within {:?}", limits.connect_timeout)),
-        };
+        let budget = start::StartBudget::new(&upstream.config, limits, started_before);
+        let outcome = start::within_budget(&name, attempt, &output, budget).await;
         match outcome {
             Ok((connection, tools)) => {
+                started_before = true;
                 tracing::info!(server = %name, tools = tools.len(), "upstream ready");
                 backoff = BACKOFF_START;
                 let peer = connection.peer().clone();
@@ -449,6 +445,10 @@ async fn supervise(upstream: Arc<Upstream>, owner: Weak<Upstreams>) {
                 };
                 // `closed` owns the connection; dropping it at the end of this block cancels
                 // the service, which kills a stdio server's process.
+                upstream.status.send_replace(Status::Unavailable { reason });
+            }
+            Err(reason) if stdio::stopping() => {
+                tracing::debug!(server = %name, %reason, "upstream start cancelled at shutdown");
                 upstream.status.send_replace(Status::Unavailable { reason });
             }
             Err(reason) => {

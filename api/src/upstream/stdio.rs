@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// a server gets more only through its configured `env`.
 pub(crate) const INHERITED_ENV: [&str; 6] = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"];
 
-/// How long [`shutdown`] gives servers to exit after their stdin closed (rmcp then sends
-/// `SIGTERM`) before it kills them.
+/// How long [`shutdown`] gives servers to exit after their stdin closed before it sends them
+/// `SIGTERM` (and `SIGKILL` [`super::start::TERM_GRACE`] later).
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// The running stdio servers (and, briefly, their launchers).
@@ -89,12 +89,20 @@ pub(crate) fn track(pid: Option<u32>) {
     }
 }
 
-/// Closes every stdio connection (stdin first, then `SIGTERM`, as the MCP specification says),
-/// kills servers still running after [`EXIT_GRACE`], and waits until every server process has
-/// exited and been reaped. No server starts afterwards.
+/// Closes every stdio connection (stdin first, then `SIGTERM` after [`EXIT_GRACE`], as the MCP
+/// specification says), kills servers still running [`super::start::TERM_GRACE`] later, and
+/// waits until every server process has exited and been reaped. No server starts afterwards.
 pub(crate) async fn shutdown() {
     STOPPING.cancel();
-    CHILDREN.stop_all(EXIT_GRACE).await;
+    CHILDREN
+        .stop_all_gently(EXIT_GRACE, super::start::TERM_GRACE)
+        .await;
+}
+
+/// Stops the server process `pid` (tracked by [`track`]): `SIGTERM` at once, `SIGKILL` if it
+/// is still running after `term_grace`; returns once it has exited. Its owner reaps it.
+pub(crate) async fn terminate(pid: u32, term_grace: Duration) {
+    CHILDREN.terminate(pid, term_grace).await;
 }
 
 /// Pids of the stdio server processes that have not been reaped.

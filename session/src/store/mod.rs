@@ -486,6 +486,24 @@ impl Store {
         dispatch!(self, s => s.skills_version(tenant).await)
     }
 
+    /// Whether the store answers: always for memory; a Redis `PING` within
+    /// [`PING_TIMEOUT`] for Redis.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when Redis fails or does not answer in time.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(s) => tokio::time::timeout(PING_TIMEOUT, s.ping())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Backend(format!(
+                        "no answer to PING within {PING_TIMEOUT:?}"
+                    )))
+                }),
+        }
+    }
+
     /// Bytes the session's snapshot and tombstone use in Redis (`MEMORY USAGE`, exact for the
     /// hash), for the footprint benchmark; `None` for the memory store or when there is no
     /// snapshot.
@@ -500,6 +518,9 @@ impl Store {
         }
     }
 }
+
+/// Longest wait for Redis to answer a readiness `PING`.
+pub(crate) const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Running size of a state: `sum` = Σ (key bytes + value bytes + 1) and `count` = keys, from
 /// which [`CommittedState::json_bytes`] follows.

@@ -645,6 +645,14 @@ impl RedisStore {
         Ok(version.unwrap_or(0))
     }
 
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = ::redis::cmd("PING")
+            .query_async(&mut self.con())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     pub(crate) async fn footprint(&self, key: &SessionKey) -> Result<Option<u64>, StoreError> {
         let (snap, tomb): (Option<u64>, Option<u64>) = ::redis::pipe()
             .cmd("MEMORY")
