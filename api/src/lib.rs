@@ -72,6 +72,14 @@ use rmcp::ServiceExt as _;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Makes rustls's `ring` provider the process's default, which every HTTPS client (reqwest,
+/// for streamable-HTTP upstreams) uses; a no-op when one is already installed. [`run`],
+/// [`run_http`] and [`run_script`] call it.
+pub fn install_tls_provider() {
+    // Err means a provider is already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Serves MCP over this process's stdin and stdout until the client disconnects.
 ///
 /// Must be called inside a multi-threaded tokio runtime. Nothing else may write to stdout.
@@ -158,6 +166,7 @@ struct Started {
 /// starts the upstreams (in the background) and the session manager with its worker pool.
 /// `access` limits tenants to servers; each server it names must be configured.
 async fn start(config: &ServeConfig, access: Arc<access::Access>) -> anyhow::Result<Started> {
+    install_tls_provider();
     config.validate().context("invalid configuration")?;
     upstream::stdio::set_launcher(config.worker_exe.clone());
     let servers = match &config.upstream_config {
@@ -291,4 +300,17 @@ pub async fn run_script(
         duration,
         processed_tokens: answer.processed_tokens,
     })
+}
+
+#[cfg(test)]
+mod tls_tests {
+    #[test]
+    fn https_clients_build_on_the_ring_provider() {
+        super::install_tls_provider();
+        super::install_tls_provider();
+        // reqwest is built without a provider of its own: without one installed, building a
+        // client panics.
+        assert!(reqwest::Client::builder().https_only(true).build().is_ok());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
 }

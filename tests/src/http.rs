@@ -20,6 +20,12 @@ use tokio::sync::mpsc;
 use crate::REQUEST_DEADLINE;
 use crate::upstream::TempDir;
 
+/// Installs rustls's `ring` provider for this test process's HTTP clients (reqwest is built
+/// without a provider of its own); a no-op after the first call.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The lowercase hex SHA-256 of `token`, as an auth file lists it.
 #[must_use]
 pub fn token_sha256(token: &str) -> String {
@@ -79,6 +85,7 @@ impl HttpServer {
     /// # Panics
     /// When the server exits first or never says where it listens.
     pub async fn start(flags: &[&str]) -> Self {
+        install_tls_provider();
         let mut command = tokio::process::Command::new(crate::binary_path());
         command
             .args(["serve", "--http", "127.0.0.1:0"])
@@ -230,6 +237,7 @@ impl HttpClient {
     /// # Errors
     /// The handshake failed (e.g. 401).
     pub async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+        install_tls_provider();
         let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
         if let Some(token) = token {
             config = config.auth_header(token.to_owned());
