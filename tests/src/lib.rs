@@ -420,6 +420,42 @@ pub fn redis_url() -> String {
         .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The workspace's root directory (the parent of `tests/`).
+#[must_use]
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_owned()
+}
+
+/// The Python of the venv `tests/clients/install-python-sdk.sh` builds (`MCPK_PY`, else
+/// `<target>/mcpk-py/bin/python` next to this test's profile directory), with the official
+/// `mcp` SDK and `kubernetes-validate`.
+///
+/// # Panics
+/// When there is no such venv.
+#[must_use]
+pub fn venv_python() -> PathBuf {
+    let python = std::env::var_os("MCPK_PY").map_or_else(
+        || {
+            let exe = std::env::current_exe().expect("the test executable");
+            let target = exe
+                .ancestors()
+                .nth(3)
+                .expect("the test executable lives in target/<profile>/deps/");
+            target.join("mcpk-py/bin/python")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "no venv Python at {}: run scripts/test.sh, or tests/clients/install-python-sdk.sh",
+        python.display()
+    );
+    python
+}
+
 /// A Redis key prefix no other test (or test run) uses: `test:<pid>:<n>:`.
 #[must_use]
 pub fn unique_prefix() -> String {

@@ -30,38 +30,9 @@ const EXPECTED: [(&str, &str); 13] = [
     ("Service", "redis"),
 ];
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .to_owned()
-}
-
-/// The Python of the venv `tests/clients/install-python-sdk.sh` builds (`MCPK_PY`, else
-/// `<target>/mcpk-py/bin/python` next to this test's profile directory).
-fn python() -> PathBuf {
-    let python = std::env::var_os("MCPK_PY").map_or_else(
-        || {
-            let exe = std::env::current_exe().expect("the test executable");
-            let target = exe
-                .ancestors()
-                .nth(3)
-                .expect("the test executable lives in target/<profile>/deps/");
-            target.join("mcpk-py/bin/python")
-        },
-        PathBuf::from,
-    );
-    assert!(
-        python.exists(),
-        "no venv Python at {}: run scripts/test.sh, or tests/clients/install-python-sdk.sh",
-        python.display()
-    );
-    python
-}
-
 /// deploy/*.yaml, sorted.
 fn manifests() -> Vec<PathBuf> {
-    let dir = workspace().join("deploy");
+    let dir = mcpk_tests::workspace_root().join("deploy");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("a directory entry").path())
@@ -74,7 +45,7 @@ fn manifests() -> Vec<PathBuf> {
 
 /// Runs the venv's Python with `args`, asserting success; returns stdout.
 fn run_python(args: &[&std::ffi::OsStr]) -> String {
-    let output = Command::new(python())
+    let output = Command::new(mcpk_tests::venv_python())
         .args(args)
         .output()
         .expect("the venv's Python ran");
@@ -395,7 +366,7 @@ fn the_network_policies_deny_by_default_and_allow_only_clients_redis_dns_and_ups
 
 #[test]
 fn the_dockerfile_builds_the_binary_and_runs_it_unprivileged_under_tini() {
-    let path = workspace().join("Dockerfile");
+    let path = mcpk_tests::workspace_root().join("Dockerfile");
     let dockerfile = std::fs::read_to_string(&path).expect("the Dockerfile");
     // Instructions only (comments dropped), continuation lines joined.
     let text = dockerfile
@@ -426,13 +397,14 @@ fn the_dockerfile_builds_the_binary_and_runs_it_unprivileged_under_tini() {
         .find(|l| l.starts_with("ENTRYPOINT "))
         .expect("an ENTRYPOINT");
     assert!(entrypoint.contains("tini"), "{entrypoint}");
-    let ignore = std::fs::read_to_string(workspace().join(".dockerignore")).expect(".dockerignore");
+    let ignore = std::fs::read_to_string(mcpk_tests::workspace_root().join(".dockerignore"))
+        .expect(".dockerignore");
     assert!(
         ignore.lines().any(|l| l.trim() == "target"),
         "target/ stays out of the context"
     );
     assert!(
-        workspace().join("Cargo.lock").is_file(),
+        mcpk_tests::workspace_root().join("Cargo.lock").is_file(),
         "--locked needs Cargo.lock"
     );
 }

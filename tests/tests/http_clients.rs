@@ -8,27 +8,6 @@ use mcpk_tests::http::{HttpServer, write_auth_file};
 use mcpk_tests::upstream::{TempDir, node, utf8};
 use serde_json::{Value, json};
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace")
-        .to_owned()
-}
-
-/// The Python of the venv `tests/clients/install-python-sdk.sh` builds.
-fn python() -> PathBuf {
-    let python = std::env::var_os("MCPK_PY").map_or_else(
-        || mcpk_tests::binary_path().with_file_name("../mcpk-py/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        python.exists(),
-        "no Python MCP SDK at {}: run scripts/test.sh, or tests/clients/install-python-sdk.sh",
-        python.display()
-    );
-    python
-}
-
 /// A server that requires a bearer token, and that token.
 async fn authenticated_server() -> (HttpServer, TempDir) {
     let dir = TempDir::new("http-sdk");
@@ -41,7 +20,7 @@ async fn run_client(program: PathBuf, script: &str, url: &str, code: &str) -> Va
     let output = tokio::time::timeout(
         mcpk_tests::REQUEST_DEADLINE,
         tokio::process::Command::new(&program)
-            .arg(workspace().join(script))
+            .arg(mcpk_tests::workspace_root().join(script))
             .args([url, "sdk-token", code])
             .kill_on_drop(true)
             .output(),
@@ -77,7 +56,7 @@ fn assert_executed(printed: &Value) {
 async fn the_python_sdk_client_runs_execute_over_http_with_a_bearer_token() {
     let (server, _dir) = authenticated_server().await;
     let printed = run_client(
-        python(),
+        mcpk_tests::venv_python(),
         "tests/clients/python_client.py",
         server.url(),
         "return {sum: [20, 22].reduce((a, b) => a + b)}",
@@ -105,7 +84,7 @@ async fn the_conformance_suite_passes_every_scenario_that_applies() {
     let output = tokio::time::timeout(
         mcpk_tests::REQUEST_DEADLINE * 5,
         tokio::process::Command::new("bash")
-            .arg(workspace().join("tests/conformance/run.sh"))
+            .arg(mcpk_tests::workspace_root().join("tests/conformance/run.sh"))
             .args([server.url(), "sdk-token"])
             .kill_on_drop(true)
             .output(),

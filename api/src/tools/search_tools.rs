@@ -176,20 +176,10 @@ pub(crate) async fn search(
     if let Some(server) = &args.server
         && !(upstreams.servers().contains_key(server) && servers.allows(server))
     {
-        let known: Vec<&str> = upstreams
-            .servers()
-            .keys()
-            .map(String::as_str)
-            .filter(|s| servers.allows(s))
-            .collect();
-        let known = if known.is_empty() {
-            "none".to_owned()
-        } else {
-            known.join(", ")
-        };
-        return Err(invalid(format!(
-            "unknown server `{}`; configured servers: {known}",
-            shorten(server)
+        return Err(invalid(crate::upstream::unknown_server(
+            upstreams,
+            servers,
+            &shorten(server),
         )));
     }
     let catalog = upstreams.settled_catalog().await;

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, watch};
 pub(crate) use crate::catalog::{Catalog, Detail, render, summary};
 pub use config::UpstreamConfigError;
 pub(crate) use config::{ServerConfig, Transport};
-pub(crate) use host::UpstreamHost;
+pub(crate) use host::{UpstreamHost, unknown_server};
 
 /// Timeouts of upstream connections and calls. Units in the names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
