@@ -176,7 +176,7 @@ async fn start(config: &ServeConfig, access: Arc<access::Access>) -> anyhow::Res
     let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
     if let Some((tenant, server)) = access.unknown_server(&names) {
         anyhow::bail!(
-            "the auth file gives tenant `{tenant}` the server `{server}`, which the upstream \
+            "--auth-file: tenants.{tenant}.servers names `{server}`, which the upstream \
              configuration (--config) does not define; defined: {}",
             if names.is_empty() {
                 "none".to_owned()

@@ -139,15 +139,32 @@ struct HttpArgs {
     #[arg(long, env = "MCP_KERNEL_AUTH_FILE", requires = "http")]
     auth_file: Option<std::path::PathBuf>,
     /// Serve a non-loopback --http address without authentication.
-    #[arg(long, requires = "http", conflicts_with = "auth_file")]
+    #[arg(
+        long,
+        env = "MCP_KERNEL_INSECURE_NO_AUTH",
+        requires = "http",
+        conflicts_with = "auth_file"
+    )]
     insecure_no_auth: bool,
     /// A Host header value to accept besides localhost, 127.0.0.1 and ::1 (repeatable): the
     /// names clients use to reach this server.
-    #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "MCP_KERNEL_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        requires = "http"
+    )]
     allowed_hosts: Vec<String>,
     /// A browser Origin to accept besides loopback ones, with scheme (repeatable), e.g.
     /// https://app.example.com:443.
-    #[arg(long = "allowed-origin", value_name = "ORIGIN", requires = "http")]
+    #[arg(
+        long = "allowed-origin",
+        value_name = "ORIGIN",
+        env = "MCP_KERNEL_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        requires = "http"
+    )]
     allowed_origins: Vec<String>,
     /// Largest HTTP request body, in bytes.
     #[arg(long, env = "MCP_KERNEL_MAX_REQUEST_BODY_BYTES", default_value_t = http_defaults().max_request_body_bytes)]
@@ -339,6 +356,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to stdout; a reader that stopped reading (`| head`) ends the command quietly
+/// instead of panicking as `print!` would.
+fn write_stdout(text: &str) -> ExitCode {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mcp-kernel: cannot write to stdout: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `mcp-kernel audit verify|report`: the result on stdout; exit 0 (intact, or reported), 1
 /// (broken chain), 2 (unreadable file or bad arguments).
 #[allow(
@@ -367,17 +402,11 @@ fn audit(command: AuditCommand) -> ExitCode {
             until,
             json,
         } => match mcpk_api::audit_report(&file, since.as_deref(), until.as_deref()) {
-            Ok(report) if json => {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-                ExitCode::SUCCESS
-            }
-            Ok(report) => {
-                print!("{report}");
-                ExitCode::SUCCESS
-            }
+            Ok(report) if json => write_stdout(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            )),
+            Ok(report) => write_stdout(&report.to_string()),
             Err(error) => {
                 eprintln!("mcp-kernel audit report: {error}");
                 ExitCode::from(2)

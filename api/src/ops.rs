@@ -116,21 +116,13 @@ pub(crate) struct Ops {
 }
 
 impl Ops {
-    /// Installs the process's Prometheus recorder (when none is installed yet: a second
-    /// server in one process shares the first one's metrics but serves no `/metrics`).
+    /// The health routes' state; `prometheus` is what [`install_recorder`] returned.
     pub(crate) fn new(
+        prometheus: Option<PrometheusHandle>,
         sessions: Arc<SessionManager>,
         upstreams: Arc<Upstreams>,
         audit: Audit,
     ) -> Arc<Self> {
-        let prometheus = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(EXECUTE_DURATION.to_owned()), &DURATION_BUCKETS_SECONDS)
-            .and_then(PrometheusBuilder::install_recorder)
-            .map_err(|error| tracing::warn!(%error, "no /metrics: the Prometheus recorder could not be installed"))
-            .ok();
-        if prometheus.is_some() {
-            describe();
-        }
         Arc::new(Self {
             draining: AtomicBool::new(false),
             prometheus,
@@ -191,6 +183,28 @@ fn describe() {
     );
     describe_gauge!(DRAINING, "1 once shutdown has started draining");
     mcpk_session::describe_cache_metrics();
+}
+
+/// Installs the process's Prometheus recorder, before anything (worker starts included) is
+/// counted; `None` when one is installed already (a second server in one process shares the
+/// first one's metrics but serves no `/metrics`).
+pub(crate) fn install_recorder() -> Option<PrometheusHandle> {
+    let prometheus = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(EXECUTE_DURATION.to_owned()), &DURATION_BUCKETS_SECONDS)
+            .and_then(PrometheusBuilder::install_recorder)
+            .map_err(|error| tracing::warn!(%error, "no /metrics: the Prometheus recorder could not be installed"))
+            .ok();
+    if prometheus.is_some() {
+        describe();
+        // Series without labels exist from the start (at 0), so alerts and the HPA see
+        // them before anything happens.
+        metrics::gauge!(DRAINING).set(0.0);
+        metrics::gauge!(IN_PROGRESS).set(0.0);
+        metrics::gauge!(mcpk_session::QUEUE_DEPTH).set(0.0);
+        metrics::counter!(mcpk_session::HIBERNATIONS_TOTAL).absolute(0);
+        metrics::counter!(mcpk_session::WORKER_STARTS_TOTAL).increment(0);
+    }
+    prometheus
 }
 
 /// `GET /healthz`: 200 while the process serves HTTP at all.

@@ -227,16 +227,45 @@ async fn an_mcp_session_opened_by_one_tenant_is_refused_to_another_tenant_s_toke
         .await
         .expect("body");
     assert!(own.contains("first caller"), "{own}");
-    let stolen = call("tb", 3)
+    // Tenant B's token on A's Mcp-Session-Id reaches nothing, whatever the method: a call,
+    // a listing, the GET stream, or a DELETE that would end A's session.
+    let stolen = call("tb", 3).await.expect("B's call");
+    assert_eq!(stolen.status(), 404);
+    let body = stolen.text().await.expect("body");
+    assert!(!body.contains("first caller"), "{body}");
+    let listed = post(
+        "tb",
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
+    )
+    .await
+    .expect("B's listing");
+    assert_eq!(listed.status(), 404);
+    let stream = http
+        .get(server.url())
+        .bearer_auth("tb")
+        .header("Accept", "text/event-stream")
+        .header("Mcp-Session-Id", &session)
+        .send()
         .await
-        .expect("B's call")
+        .expect("B's GET");
+    assert_eq!(stream.status(), 404);
+    let ended = http
+        .delete(server.url())
+        .bearer_auth("tb")
+        .header("Mcp-Session-Id", &session)
+        .send()
+        .await
+        .expect("B's DELETE");
+    assert_eq!(ended.status(), 404);
+    // A's session is intact.
+    let again = call("ta", 5)
+        .await
+        .expect("A's call")
         .text()
         .await
         .expect("body");
-    assert!(
-        stolen.contains("another tenant's token") && !stolen.contains("first caller"),
-        "{stolen}"
-    );
+    assert!(again.contains("first caller"), "{again}");
 }
 
 #[tokio::test]
@@ -364,7 +393,7 @@ async fn unsafe_or_invalid_http_setups_refuse_to_start_and_say_why() {
     .await;
     assert!(!status.success());
     assert!(
-        stderr.contains("tenant `a` the server `nowhere`"),
+        stderr.contains("tenants.a.servers names `nowhere`"),
         "{stderr}"
     );
 }

@@ -32,7 +32,7 @@ const REALM: &str = "mcp-kernel";
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AuthFileError {
     /// The file could not be read.
-    #[error("cannot read the auth file {path}: {source}")]
+    #[error("cannot read the auth file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -111,6 +111,8 @@ impl AuthFile {
             tenants: Vec::new(),
         };
         let mut allowlists = HashMap::new();
+        // Where each hash was listed, for the duplicate error.
+        let mut fields: Vec<String> = Vec::new();
         for (name, entry) in tenants {
             let name = mcpk_session::SessionKey::check_tenant(name.clone())
                 .map_err(|e| format!("tenants.{name}: {e}"))?;
@@ -125,10 +127,14 @@ impl AuthFile {
                          (`printf %s \"$TOKEN\" | sha256sum`), never the token itself"
                     )
                 })?;
-                if tokens.hashes.contains(&hash) {
-                    return Err(format!("{field} is listed twice; a token has one tenant"));
+                if let Some(first) = tokens.hashes.iter().position(|h| *h == hash) {
+                    return Err(format!(
+                        "{field} is also {}; a token has one tenant",
+                        fields[first]
+                    ));
                 }
                 tokens.hashes.push(hash);
+                fields.push(field);
                 tokens.tenants.push(Tenant(name.clone()));
             }
             if let Some(servers) = entry.servers {
@@ -328,7 +334,7 @@ mod tests {
                 &format!(
                     r#"{{"tenants": {{"a": {{"tokens_sha256": ["{hash}"]}}, "b": {{"tokens_sha256": ["{hash}"]}}}}}}"#
                 ),
-                "tenants.b.tokens_sha256[0] is listed twice",
+                "tenants.b.tokens_sha256[0] is also tenants.a.tokens_sha256[0]",
             ),
             (
                 &format!(

@@ -113,10 +113,12 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// `config`, Redis unreachable, or the address cannot be bound.
 pub async fn run_http(config: ServeConfig, http: HttpConfig) -> anyhow::Result<()> {
     let (auth, access) = authentication(&config, &http)?;
+    let prometheus = crate::ops::install_recorder();
     let started = crate::start(&config, access.clone()).await?;
     let sessions = started.sessions.clone();
     let shutdown = CancellationToken::new();
     let ops = Ops::new(
+        prometheus,
         sessions.clone(),
         started.upstreams.clone(),
         started.audit.clone(),
@@ -250,8 +252,13 @@ fn router(
             audit.clone(),
         ))
     };
-    let service =
-        StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), transport);
+    let mcp_sessions = Arc::new(LocalSessionManager::default());
+    let owners = Arc::new(Owners {
+        tenants: std::sync::Mutex::new(std::collections::HashMap::new()),
+        sessions: mcp_sessions.clone(),
+        max: http.max_mcp_sessions,
+    });
+    let service = StreamableHttpService::new(factory, mcp_sessions, transport);
     let gate = Arc::new(Gate {
         requests: Arc::new(Semaphore::new(http.max_concurrent_requests)),
         ops: ops.clone(),
@@ -264,6 +271,7 @@ fn router(
     axum::Router::new()
         .route_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(gate, limit_requests))
+        .layer(axum::middleware::from_fn_with_state(owners, keep_to_owner))
         .layer(axum::middleware::from_fn_with_state(
             auth,
             auth::authenticate,
@@ -276,6 +284,107 @@ fn router(
 struct Gate {
     requests: Arc<Semaphore>,
     ops: Arc<Ops>,
+}
+
+/// The tenant that opened each MCP session (`Mcp-Session-Id`), so that a request carrying
+/// another tenant's token on that session is refused before rmcp sees it, whatever its method
+/// (a call, `tools/list`, the GET stream, a DELETE that would end it).
+struct Owners {
+    tenants: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    sessions: Arc<LocalSessionManager>,
+    /// Entries past which the ones of ended sessions are dropped (`max_mcp_sessions`).
+    max: usize,
+}
+
+impl Owners {
+    fn owner(&self, session: &str) -> Option<String> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(session)
+            .cloned()
+    }
+
+    /// Records `tenant` as the owner of `session`; once there are more than `max` entries,
+    /// drops those of sessions rmcp no longer has (ended by DELETE or its keep-alive).
+    async fn record(&self, session: String, tenant: String) {
+        let ids: Vec<String> = {
+            let mut tenants = self
+                .tenants
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tenants.insert(session, tenant);
+            if tenants.len() <= self.max {
+                return;
+            }
+            tenants.keys().cloned().collect()
+        };
+        let mut ended = Vec::new();
+        for id in ids {
+            let live =
+                rmcp::transport::streamable_http_server::session::SessionManager::has_session(
+                    self.sessions.as_ref(),
+                    &id.as_str().into(),
+                )
+                .await
+                .unwrap_or(false);
+            if !live {
+                ended.push(id);
+            }
+        }
+        let mut tenants = self
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in ended {
+            tenants.remove(&id);
+        }
+    }
+
+    fn forget(&self, session: &str) {
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(session);
+    }
+}
+
+/// Refuses (404, as for an unknown session) a request on an MCP session another tenant
+/// opened; records the owner of each session an `initialize` opens.
+async fn keep_to_owner(
+    State(owners): State<Arc<Owners>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(tenant) = request.extensions().get::<Tenant>().map(|t| t.0.clone()) else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no authenticated tenant").into_response();
+    };
+    let session = request
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let deleting = request.method() == axum::http::Method::DELETE;
+    if let Some(id) = &session
+        && owners.owner(id).is_some_and(|owner| owner != tenant)
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            "no such MCP session for this token (Mcp-Session-Id)",
+        )
+            .into_response();
+    }
+    let response = next.run(request).await;
+    match (&session, response.headers().get("mcp-session-id")) {
+        (None, Some(opened)) => {
+            if let Ok(opened) = opened.to_str() {
+                owners.record(opened.to_owned(), tenant).await;
+            }
+        }
+        (Some(id), _) if deleting && response.status().is_success() => owners.forget(id),
+        _ => {}
+    }
+    response
 }
 
 /// One live MCP session counted against `max_mcp_sessions`; dropping it frees the place.
