@@ -183,6 +183,48 @@ impl HttpServer {
         (status, response.text().await.expect("body"))
     }
 
+    /// An MCP session opened with raw HTTP requests (`initialize`, then
+    /// `notifications/initialized`), as `token`'s tenant, for tests that look at status codes
+    /// and at the bytes on the wire.
+    ///
+    /// # Panics
+    /// When either request fails.
+    pub async fn raw_session(&self, token: Option<&str>) -> RawSession {
+        install_tls_provider();
+        let mut raw = RawSession {
+            http: reqwest::Client::new(),
+            url: self.url.clone(),
+            id: None,
+        };
+        let init = raw
+            .post(
+                token,
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"}}}),
+            )
+            .await;
+        assert_eq!(init.status(), 200, "initialize");
+        let id = init.headers()["mcp-session-id"]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        let _ = init.text().await;
+        raw.id = Some(id);
+        let initialized = raw
+            .post(
+                token,
+                json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            )
+            .await;
+        assert!(
+            initialized.status().is_success(),
+            "{}",
+            initialized.status()
+        );
+        raw
+    }
+
     /// An initialised MCP client, with `Authorization: Bearer <token>` when given.
     ///
     /// # Panics
@@ -191,6 +233,46 @@ impl HttpServer {
         HttpClient::connect(&self.url, token)
             .await
             .unwrap_or_else(|error| panic!("MCP over HTTP: {error}\n{}", self.stderr()))
+    }
+}
+
+/// An MCP session driven with raw HTTP requests (see [`HttpServer::raw_session`]).
+#[derive(Debug)]
+pub struct RawSession {
+    http: reqwest::Client,
+    url: String,
+    /// The `Mcp-Session-Id` (set once `initialize` answered).
+    pub id: Option<String>,
+}
+
+impl RawSession {
+    /// A request on this session (`Accept`, `MCP-Protocol-Version`, `Mcp-Session-Id`) with
+    /// `Authorization: Bearer <token>` when given.
+    pub fn request(&self, method: reqwest::Method, token: Option<&str>) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .request(method, &self.url)
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2025-06-18");
+        if let Some(id) = &self.id {
+            request = request.header("Mcp-Session-Id", id);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    /// POSTs the JSON-RPC message `body`.
+    ///
+    /// # Panics
+    /// When the request fails.
+    pub async fn post(&self, token: Option<&str>, body: Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, token)
+            .json(&body)
+            .send()
+            .await
+            .expect("HTTP POST")
     }
 }
 

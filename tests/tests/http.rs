@@ -172,99 +172,39 @@ async fn an_mcp_session_opened_by_one_tenant_is_refused_to_another_tenant_s_toke
     let dir = TempDir::new("http-hijack");
     let auth = write_auth_file(&dir, &[("alpha", "ta", None), ("beta", "tb", None)]);
     let server = HttpServer::start(&["--auth-file", mcpk_tests::upstream::utf8(&auth)]).await;
-    let http = reqwest::Client::new();
-    let post = |token: &str, session: Option<&str>, body: Value| {
-        let mut request = http
-            .post(server.url())
-            .bearer_auth(token)
-            .header("Accept", "application/json, text/event-stream")
-            .header("MCP-Protocol-Version", "2025-06-18")
-            .json(&body);
-        if let Some(id) = session {
-            request = request.header("Mcp-Session-Id", id);
-        }
-        request.send()
-    };
-    let init = post(
-        "ta",
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}}),
-    )
-    .await
-    .expect("initialize");
-    assert_eq!(init.status(), 200);
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .expect("ASCII")
-        .to_owned();
-    let _ = init.text().await;
-    let initialized = post(
-        "ta",
-        Some(&session),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await
-    .expect("initialized");
-    assert!(
-        initialized.status().is_success(),
-        "{}",
-        initialized.status()
-    );
+    let raw = server.raw_session(Some("ta")).await;
     let call = |token: &'static str, id: u64| {
-        post(
-            token,
-            Some(&session),
+        raw.post(
+            Some(token),
             json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
             "name": "execute", "arguments": {"code": "mcp.state.owner ??= 'first caller'; return mcp.state.owner"}}}),
         )
     };
-    let own = call("ta", 2)
-        .await
-        .expect("A's call")
-        .text()
-        .await
-        .expect("body");
+    let own = call("ta", 2).await.text().await.expect("body");
     assert!(own.contains("first caller"), "{own}");
     // Tenant B's token on A's Mcp-Session-Id reaches nothing, whatever the method: a call,
     // a listing, the GET stream, or a DELETE that would end A's session.
-    let stolen = call("tb", 3).await.expect("B's call");
+    let stolen = call("tb", 3).await;
     assert_eq!(stolen.status(), 404);
     let body = stolen.text().await.expect("body");
     assert!(!body.contains("first caller"), "{body}");
-    let listed = post(
-        "tb",
-        Some(&session),
-        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
-    )
-    .await
-    .expect("B's listing");
+    let listed = raw
+        .post(
+            Some("tb"),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}),
+        )
+        .await;
     assert_eq!(listed.status(), 404);
-    let stream = http
-        .get(server.url())
-        .bearer_auth("tb")
-        .header("Accept", "text/event-stream")
-        .header("Mcp-Session-Id", &session)
-        .send()
-        .await
-        .expect("B's GET");
-    assert_eq!(stream.status(), 404);
-    let ended = http
-        .delete(server.url())
-        .bearer_auth("tb")
-        .header("Mcp-Session-Id", &session)
-        .send()
-        .await
-        .expect("B's DELETE");
-    assert_eq!(ended.status(), 404);
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let refused = raw
+            .request(method.clone(), Some("tb"))
+            .send()
+            .await
+            .expect("HTTP");
+        assert_eq!(refused.status(), 404, "{method}");
+    }
     // A's session is intact.
-    let again = call("ta", 5)
-        .await
-        .expect("A's call")
-        .text()
-        .await
-        .expect("body");
+    let again = call("ta", 5).await.text().await.expect("body");
     assert!(again.contains("first caller"), "{again}");
 }
 
@@ -593,57 +533,27 @@ async fn progress_notifications_work_over_stdio_too() {
 #[tokio::test]
 async fn only_a_request_with_a_progress_token_gets_notifications_on_the_wire() {
     let server = HttpServer::start(&[]).await;
-    let http = reqwest::Client::new();
-    let post = |session: Option<&str>, body: Value| {
-        let mut request = http
-            .post(server.url())
-            .header("Accept", "application/json, text/event-stream")
-            .header("MCP-Protocol-Version", "2025-06-18")
-            .json(&body);
-        if let Some(id) = session {
-            request = request.header("Mcp-Session-Id", id);
-        }
-        request.send()
-    };
-    let init = post(
-        None,
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}}),
-    )
-    .await
-    .expect("initialize");
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .expect("ASCII")
-        .to_owned();
-    let _ = init.text().await;
-    let _ = post(
-        Some(&session),
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await
-    .expect("initialized");
+    let raw = server.raw_session(None).await;
     let code = "console.log('working'); mcp.progress(0.5, 'marker'); return 'ok'";
-    let quiet = post(
-        Some(&session),
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": "execute", "arguments": {"code": code}}}),
-    )
-    .await
-    .expect("call")
-    .text()
-    .await
-    .expect("body");
+    let quiet = raw
+        .post(
+            None,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "execute", "arguments": {"code": code}}}),
+        )
+        .await
+        .text()
+        .await
+        .expect("body");
     assert!(
         quiet.contains("\"ok\"") && !quiet.contains("notifications/progress"),
         "{quiet}"
     );
-    let loud = post(Some(&session), json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-        "name": "execute", "arguments": {"code": code, "cache": "off"}, "_meta": {"progressToken": "p-1"}}}))
-    .await
-    .expect("call")
-    .text()
+    let loud = raw
+        .post(None, json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "execute", "arguments": {"code": code, "cache": "off"}, "_meta": {"progressToken": "p-1"}}}))
+        .await
+        .text()
     .await
     .expect("body");
     // (Without `cache: "off"` the same code is answered from the cache, with no progress.)
